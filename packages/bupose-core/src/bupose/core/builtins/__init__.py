@@ -1,0 +1,1 @@
+"""Core's internal plugins: registered through the same hooks as third-party plugins."""

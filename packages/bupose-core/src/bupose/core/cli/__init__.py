@@ -1,0 +1,61 @@
+"""The ``bupose`` command line.
+
+Every command is registered through the ``bupose_register_commands`` hook, core's own included.
+Failures exit non-zero with one clear line; ``bupose --debug ...`` shows the traceback.
+"""
+
+from __future__ import annotations
+
+import sys
+from typing import Any
+
+import click
+
+from ..plugins import get_registry
+
+__all__ = ["BuposeError", "cli", "main"]
+
+
+class BuposeError(click.ClickException):
+    """A user-facing failure: printed as one line, exit status 1."""
+
+
+class _Group(click.Group):
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except (click.ClickException, click.exceptions.Exit, click.Abort, KeyboardInterrupt):
+            raise
+        except Exception as exc:  # noqa: BLE001 - turn any failure into one clear line
+            if ctx.obj and ctx.obj.get("debug"):
+                raise
+            raise BuposeError(f"{type(exc).__name__}: {exc} (run with --debug for the traceback)") from exc
+
+
+@click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("--debug", is_flag=True, help="Show full tracebacks on errors.")
+@click.version_option(package_name="bupose-core", prog_name="bupose")
+@click.pass_context
+def cli(ctx: click.Context, debug: bool) -> None:
+    """bupose: bottom-up multi-person pose estimation (DEKR, LOGO-CAP, CenterGroup, GroupPose,
+    SimplePose) with any backbone, as plugins."""
+    ctx.ensure_object(dict)
+    ctx.obj["debug"] = debug
+
+
+_COMMANDS_ADDED = False
+
+
+def build_cli() -> click.Group:
+    """The root group with every plugin's commands added (once per process)."""
+    global _COMMANDS_ADDED
+    if not _COMMANDS_ADDED:
+        get_registry().add_commands(cli)
+        _COMMANDS_ADDED = True
+    return cli
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Console-script entry point."""
+    build_cli()
+    cli.main(args=argv if argv is not None else sys.argv[1:], prog_name="bupose")

@@ -1,0 +1,197 @@
+"""Backbone and head base classes and ``build_model``, which composes them by name.
+
+A backbone and a head never import each other: the head is sized from the backbone's declared
+outputs (``Backbone.output_shape()``), and they meet only here.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import torch
+from torch import nn
+
+from .plugins import Registry, get_registry
+from .specs import BackboneSpec, FeatureShape, HeadSpec, LayoutSpec
+
+__all__ = [
+    "Backbone",
+    "Head",
+    "LayoutMismatchError",
+    "PoseModel",
+    "build_backbone",
+    "build_head",
+    "build_model",
+    "concat_at_finest",
+]
+
+
+class LayoutMismatchError(ValueError):
+    """A head was asked for a layout it does not support."""
+
+
+class Backbone(nn.Module):
+    """A feature extractor returning named feature maps (``dict[str, Tensor]``)."""
+
+    def output_shape(self) -> dict[str, FeatureShape]:
+        """Channels and stride of every output, by name."""
+        raise NotImplementedError
+
+    def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+
+class Head(nn.Module):
+    """A pose head: named feature maps in, named output fields out.
+
+    Subclasses are built as ``Head(input_shapes, layout, **kwargs)`` and implement ``forward``
+    (features -> dict of output tensors) and ``loss`` (outputs, targets -> dict of named scalar
+    losses whose sum is optimised; the key ``"loss"`` must not be used).
+    """
+
+    def __init__(self, input_shapes: Mapping[str, FeatureShape], layout: LayoutSpec) -> None:
+        super().__init__()
+        self.input_shapes = dict(input_shapes)
+        self.layout = layout
+
+    def forward(self, features: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:  # pragma: no cover
+        raise NotImplementedError
+
+    def loss(
+        self, outputs: Mapping[str, torch.Tensor], targets: Mapping[str, torch.Tensor]
+    ) -> dict[str, torch.Tensor]:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+
+def concat_at_finest(features: Mapping[str, torch.Tensor], names: list[str]) -> torch.Tensor:
+    """Concatenate feature maps after bilinear resizing (align_corners=False) to the first one's size.
+
+    This is HRNet's stride-4 concatenation and the generic fallback for heads that want one map.
+    """
+    first = features[names[0]]
+    size = first.shape[-2:]
+    maps = [first]
+    for n in names[1:]:
+        f = features[n]
+        if f.shape[-2:] != size:
+            f = nn.functional.interpolate(f, size=size, mode="bilinear", align_corners=False)
+        maps.append(f)
+    return torch.cat(maps, dim=1)
+
+
+class PoseModel(nn.Module):
+    """Backbone + head, with the names they were built from."""
+
+    def __init__(
+        self,
+        backbone: Backbone,
+        head: Head,
+        *,
+        head_name: str,
+        backbone_name: str,
+        layout: LayoutSpec,
+        config: Mapping[str, Any] | None = None,
+    ) -> None:
+        super().__init__()
+        self.backbone = backbone
+        self.head = head
+        self.head_name = head_name
+        self.backbone_name = backbone_name
+        self.layout = layout
+        self.config: dict[str, Any] = dict(config or {})
+
+    def forward(self, images: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Normalised images (B,3,H,W) -> the head's output fields."""
+        return self.head(self.backbone(images))
+
+    def loss(
+        self, outputs: Mapping[str, torch.Tensor], targets: Mapping[str, torch.Tensor]
+    ) -> dict[str, torch.Tensor]:
+        return self.head.loss(outputs, targets)
+
+    def metadata(self) -> dict[str, Any]:
+        """What a checkpoint needs to rebuild this model."""
+        return {
+            "head": self.head_name,
+            "backbone": self.backbone_name,
+            "layout": self.layout.name,
+            "config": self.config,
+        }
+
+
+def _layout(registry: Registry, spec: HeadSpec, layout: str | LayoutSpec | None) -> LayoutSpec:
+    if isinstance(layout, LayoutSpec):
+        name = layout.name
+    else:
+        name = layout or spec.layouts[0]
+    if name not in spec.layouts:
+        raise LayoutMismatchError(
+            f"head {spec.name!r} does not support layout {name!r}; it supports: "
+            f"{', '.join(spec.layouts)}"
+        )
+    if isinstance(layout, LayoutSpec):
+        return layout
+    found = registry.get("layouts", name)
+    assert isinstance(found, LayoutSpec)
+    return found
+
+
+def build_backbone(name: str, *, registry: Registry | None = None, **kwargs: Any) -> Backbone:
+    """Build a registered backbone by name; ``kwargs`` override the spec's defaults."""
+    registry = registry or get_registry()
+    spec = registry.get("backbones", name)
+    assert isinstance(spec, BackboneSpec)
+    backbone = spec.load()(**{**spec.kwargs, **kwargs})
+    return backbone
+
+
+def build_head(
+    name: str,
+    input_shapes: Mapping[str, FeatureShape],
+    layout: str | LayoutSpec | None = None,
+    *,
+    registry: Registry | None = None,
+    **kwargs: Any,
+) -> Head:
+    """Build a registered head sized for ``input_shapes``."""
+    registry = registry or get_registry()
+    spec = registry.get("heads", name)
+    assert isinstance(spec, HeadSpec)
+    lay = _layout(registry, spec, layout)
+    return spec.load()(input_shapes, lay, **{**spec.kwargs, **kwargs})
+
+
+def build_model(
+    head: str,
+    backbone: str,
+    layout: str | LayoutSpec | None = None,
+    *,
+    head_kwargs: Mapping[str, Any] | None = None,
+    backbone_kwargs: Mapping[str, Any] | None = None,
+    registry: Registry | None = None,
+) -> PoseModel:
+    """Compose a registered backbone and head: ``build_model(head="dekr", backbone="hrnet_w32")``.
+
+    ``layout`` defaults to the head's first supported layout. Unknown names raise
+    :class:`~bupose.core.plugins.UnknownComponentError` with suggestions; an unsupported layout
+    raises :class:`LayoutMismatchError`.
+    """
+    registry = registry or get_registry()
+    head_spec = registry.get("heads", head)
+    assert isinstance(head_spec, HeadSpec)
+    registry.get("backbones", backbone)  # fail on an unknown backbone before building anything
+    lay = _layout(registry, head_spec, layout)
+    bb = build_backbone(backbone, registry=registry, **dict(backbone_kwargs or {}))
+    hd = build_head(head, bb.output_shape(), lay, registry=registry, **dict(head_kwargs or {}))
+    return PoseModel(
+        bb,
+        hd,
+        head_name=head,
+        backbone_name=backbone,
+        layout=lay,
+        config={
+            "head_kwargs": dict(head_kwargs or {}),
+            "backbone_kwargs": dict(backbone_kwargs or {}),
+        },
+    )

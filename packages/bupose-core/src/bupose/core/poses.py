@@ -1,0 +1,94 @@
+"""``Poses``: the people found in one image, and their COCO results form."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+__all__ = ["Poses"]
+
+
+@dataclass
+class Poses:
+    """People in one image: ``keypoints`` (N, J, 3) = x, y, per-joint score in image pixels,
+    ``scores`` (N,) person scores, and the keypoint ``layout`` name."""
+
+    keypoints: np.ndarray
+    scores: np.ndarray
+    layout: str
+    extras: dict[str, np.ndarray] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.keypoints = np.asarray(self.keypoints, dtype=np.float64)
+        self.scores = np.asarray(self.scores, dtype=np.float64).reshape(-1)
+        if self.keypoints.ndim != 3 or self.keypoints.shape[2] != 3:
+            raise ValueError(f"Poses.keypoints must be (N, J, 3), got {self.keypoints.shape}")
+        if self.scores.shape[0] != self.keypoints.shape[0]:
+            raise ValueError(
+                f"Poses.scores has {self.scores.shape[0]} entries for "
+                f"{self.keypoints.shape[0]} people"
+            )
+
+    @classmethod
+    def empty(cls, num_keypoints: int, layout: str) -> Poses:
+        return cls(np.zeros((0, num_keypoints, 3)), np.zeros((0,)), layout)
+
+    def __len__(self) -> int:
+        return int(self.keypoints.shape[0])
+
+    @property
+    def num_keypoints(self) -> int:
+        return int(self.keypoints.shape[1])
+
+    def bboxes(self) -> np.ndarray:
+        """(N, 4) x_min, y_min, w, h of each pose's keypoint extent."""
+        if len(self) == 0:
+            return np.zeros((0, 4))
+        xy = self.keypoints[:, :, :2]
+        lo = xy.min(axis=1)
+        hi = xy.max(axis=1)
+        return np.concatenate([lo, hi - lo], axis=1)
+
+    def to_coco(self, image_id: Any, category_id: int = 1, with_bbox: bool = True) -> list[dict[str, Any]]:
+        """One COCO results entry per person (plain Python floats, JSON-ready)."""
+        out: list[dict[str, Any]] = []
+        boxes = self.bboxes()
+        for i in range(len(self)):
+            entry: dict[str, Any] = {
+                "image_id": image_id,
+                "category_id": int(category_id),
+                "keypoints": [float(v) for v in self.keypoints[i].reshape(-1)],
+                "score": float(self.scores[i]),
+            }
+            if with_bbox:
+                entry["bbox"] = [float(v) for v in boxes[i]]
+            out.append(entry)
+        return out
+
+    @classmethod
+    def from_coco(
+        cls, entries: Iterable[Mapping[str, Any]], layout: str, num_keypoints: int
+    ) -> Poses:
+        """Rebuild from COCO results entries of one image."""
+        kps, scores = [], []
+        for e in entries:
+            k = np.asarray(e["keypoints"], dtype=np.float64)
+            if k.size != num_keypoints * 3:
+                raise ValueError(
+                    f"results entry for image {e.get('image_id')!r} has {k.size} keypoint values, "
+                    f"expected {num_keypoints * 3} for layout {layout}"
+                )
+            kps.append(k.reshape(num_keypoints, 3))
+            scores.append(float(e["score"]))
+        if not kps:
+            return cls.empty(num_keypoints, layout)
+        return cls(np.stack(kps), np.asarray(scores), layout)
+
+    def select(self, index: Sequence[int] | np.ndarray) -> Poses:
+        idx = np.asarray(index, dtype=np.int64)
+        return Poses(
+            self.keypoints[idx], self.scores[idx], self.layout, {k: v[idx] for k, v in self.extras.items()}
+        )

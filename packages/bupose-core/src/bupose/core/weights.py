@@ -1,0 +1,181 @@
+"""Reading, converting and writing checkpoints.
+
+Checkpoints are untrusted input: ``.pth``/``.pt`` files are read with ``torch.load(weights_only=True)``
+(plus the few harmless types official files carry, allow-listed by name); bupose's own files are
+safetensors with a JSON metadata header (head, backbone, layout, bupose version, config).
+
+Official checkpoints are recognised through the registered :class:`~bupose.core.specs.WeightsSpec`
+converters: the spec's factory names an object with ``detect(state_dict) -> bool`` and
+``convert(state_dict) -> state_dict`` (bupose key layout, strict).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from .plugins import Registry, get_registry
+from .specs import WeightsSpec
+
+__all__ = [
+    "CheckpointError",
+    "CheckpointMismatchError",
+    "atomic_write",
+    "detect_official",
+    "load_state_dict_strict",
+    "read_checkpoint",
+    "save_safetensors",
+]
+
+
+class CheckpointError(ValueError):
+    """A checkpoint file cannot be read or is not what was expected."""
+
+
+class CheckpointMismatchError(CheckpointError):
+    """A state_dict's keys or shapes do not match the model; lists what is missing/unexpected."""
+
+    def __init__(
+        self,
+        where: str,
+        missing: list[str],
+        unexpected: list[str],
+        shape_mismatch: list[str] | None = None,
+    ) -> None:
+        self.missing = missing
+        self.unexpected = unexpected
+        self.shape_mismatch = shape_mismatch or []
+
+        def fmt(keys: list[str]) -> str:
+            head = ", ".join(keys[:12])
+            return head + (f", ... ({len(keys)} in all)" if len(keys) > 12 else "")
+
+        parts = [f"{where}: state_dict does not match the model"]
+        if missing:
+            parts.append(f"missing keys: {fmt(missing)}")
+        if unexpected:
+            parts.append(f"unexpected keys: {fmt(unexpected)}")
+        if self.shape_mismatch:
+            parts.append(f"shape mismatches: {fmt(self.shape_mismatch)}")
+        super().__init__("; ".join(parts))
+
+
+_SAFE_GLOBALS_ADDED = False
+
+
+def _allow_official_types() -> None:
+    """Allow-list the harmless non-tensor types some official checkpoint files carry."""
+    global _SAFE_GLOBALS_ADDED
+    if _SAFE_GLOBALS_ADDED:
+        return
+    import argparse
+    import collections
+
+    torch.serialization.add_safe_globals([argparse.Namespace, collections.OrderedDict])
+    _SAFE_GLOBALS_ADDED = True
+
+
+def atomic_write(path: str | os.PathLike[str], write: Any) -> Path:
+    """Call ``write(tmp_path)`` then rename to ``path`` so no half-written file is ever visible."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    try:
+        write(tmp)
+        with open(tmp, "rb+") as f:
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+    return path
+
+
+def save_safetensors(
+    path: str | os.PathLike[str], state_dict: Mapping[str, torch.Tensor], metadata: Mapping[str, Any]
+) -> Path:
+    """Write a bupose checkpoint: safetensors tensors + ``{"bupose": json(metadata)}`` header."""
+    from safetensors.torch import save_file
+
+    tensors = {k: v.detach().contiguous().cpu() for k, v in state_dict.items()}
+    meta = {"bupose": json.dumps(dict(metadata), sort_keys=True, default=str)}
+    return atomic_write(path, lambda tmp: save_file(tensors, tmp, metadata=meta))
+
+
+def read_checkpoint(path: str | os.PathLike[str], *, trust: bool = False) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Read ``path`` -> (raw mapping, bupose metadata or ``{}``).
+
+    ``trust=True`` lets ``torch.load`` unpickle arbitrary objects; only for files the user vouches for.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"{path}: checkpoint file not found")
+    with open(path, "rb") as f:
+        magic = f.read(8)
+    if path.suffix == ".safetensors":
+        from safetensors import safe_open
+
+        try:
+            with safe_open(str(path), framework="pt") as f:
+                meta = f.metadata() or {}
+                tensors = {k: f.get_tensor(k) for k in f.keys()}
+        except Exception as exc:  # noqa: BLE001
+            raise CheckpointError(f"{path}: not a readable safetensors file ({exc})") from exc
+        return tensors, json.loads(meta.get("bupose", "{}"))
+    if not magic:
+        raise CheckpointError(f"{path}: empty file")
+    _allow_official_types()
+    try:
+        obj = torch.load(path, map_location="cpu", weights_only=not trust)
+    except Exception as exc:  # noqa: BLE001
+        hint = ""
+        if "weights_only" in str(exc) or "Unsupported global" in str(exc):
+            hint = (
+                " The file contains Python objects beyond tensors; if you trust its origin, pass "
+                "--trust-checkpoint (Python: trust=True) to unpickle it."
+            )
+        raise CheckpointError(f"{path}: cannot be read as a checkpoint ({exc}).{hint}") from exc
+    if not isinstance(obj, Mapping):
+        raise CheckpointError(f"{path}: expected a dict of tensors, found {type(obj).__name__}")
+    return dict(obj), {}
+
+
+def detect_official(
+    state_dict: Mapping[str, Any], *, registry: Registry | None = None, role: str | None = None
+) -> WeightsSpec | None:
+    """The registered weights spec whose converter recognises ``state_dict``, if any."""
+    registry = registry or get_registry()
+    for spec in registry.components["weights"].values():
+        assert isinstance(spec, WeightsSpec)
+        if role is not None and spec.role != role:
+            continue
+        try:
+            converter = spec.load()
+        except Exception:  # noqa: BLE001 - a broken converter must not hide the others
+            continue
+        if converter.detect(state_dict):
+            return spec
+    return None
+
+
+def load_state_dict_strict(module: torch.nn.Module, state_dict: Mapping[str, torch.Tensor], where: str) -> None:
+    """``load_state_dict(strict=True)`` with a :class:`CheckpointMismatchError` naming keys and shapes."""
+    own = module.state_dict()
+    missing = [k for k in own if k not in state_dict]
+    unexpected = [k for k in state_dict if k not in own]
+    shapes = [
+        f"{k} {tuple(state_dict[k].shape)} vs {tuple(v.shape)}"
+        for k, v in own.items()
+        if k in state_dict and tuple(state_dict[k].shape) != tuple(v.shape)
+    ]
+    if missing or unexpected or shapes:
+        raise CheckpointMismatchError(where, missing, unexpected, shapes)
+    module.load_state_dict(dict(state_dict), strict=True)
