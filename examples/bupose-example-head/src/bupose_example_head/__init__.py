@@ -1,0 +1,1 @@
+"""Example third-party bupose plugin (see docs/writing-a-plugin.md)."""
