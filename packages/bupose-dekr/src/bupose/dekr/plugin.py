@@ -1,0 +1,92 @@
+"""bupose plugin module of bupose-dekr: the ``dekr`` head, its decoder and the official checkpoints.
+
+Imports nothing heavy: every factory is a lazy ``module:attr`` string.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from bupose.core import DecoderSpec, HeadSpec, WeightsSpec, hookimpl
+
+SOURCE = "HRNet/DEKR README model zoo (OneDrive/Google Drive links at https://github.com/HRNet/DEKR)"
+
+HEAD = HeadSpec(
+    name="dekr",
+    factory="bupose.dekr.model:DEKRHead",
+    summary="DEKR: centre heatmap + disentangled per-joint offset regression (CVPR 2021)",
+    codec="bupose.dekr.codec:DEKRCodec",
+    decoder="dekr",
+    pipeline="bupose.dekr.pipeline:DEKRPipeline",
+    input_spec="short side -> input size (512 W32 / 640 W48), long side to a multiple of 64, centred affine warp",
+    layouts=("coco17", "crowdpose14"),
+)
+
+DECODER = DecoderSpec(
+    name="dekr",
+    factory="bupose.dekr.decode:DEKRDecoder",
+    summary="DEKR decoding: flip merge, centre NMS, poses from offsets, pose NMS, optional rescoring",
+)
+
+_MODEL_WEIGHTS = (
+    ("dekr_hrnetw32_coco", "pose_dekr_hrnetw32_coco.pth", "hrnet_w32", "coco17", "W32_COCO", "pose_coco"),
+    ("dekr_hrnetw48_coco", "pose_dekr_hrnetw48_coco.pth", "hrnet_w48", "coco17", "W48_COCO", "pose_coco"),
+    (
+        "dekr_hrnetw32_crowdpose", "pose_dekr_hrnetw32_crowdpose.pth", "hrnet_w32", "crowdpose14",
+        "W32_CROWDPOSE", "pose_crowdpose",
+    ),
+    (
+        "dekr_hrnetw48_crowdpose", "pose_dekr_hrnetw48_crowdpose.pth", "hrnet_w48", "crowdpose14",
+        "W48_CROWDPOSE", "pose_crowdpose",
+    ),
+)
+_RESCORE_WEIGHTS = (
+    ("dekr_rescore_coco", "final_rescore_coco_kpt.pth", "coco17", "RESCORE_COCO"),
+    ("dekr_rescore_crowdpose", "final_rescore_crowd_pose_kpt.pth", "crowdpose14", "RESCORE_CROWDPOSE"),
+)
+
+WEIGHTS: tuple[WeightsSpec, ...] = (
+    *(
+        WeightsSpec(
+            name=name,
+            factory=f"bupose.dekr.convert:{attr}",
+            summary=f"official DEKR {backbone} {layout} model",
+            head="dekr",
+            backbone=backbone,
+            layout=layout,
+            file_names=(file_name,),
+            source=f"{SOURCE}: model/{folder}/{file_name}",
+            role="model",
+        )
+        for name, file_name, backbone, layout, attr, folder in _MODEL_WEIGHTS
+    ),
+    *(
+        WeightsSpec(
+            name=name,
+            factory=f"bupose.dekr.convert:{attr}",
+            summary=f"official DEKR rescoring net (PredictOKSNet) for {layout}",
+            head="dekr",
+            layout=layout,
+            file_names=(file_name,),
+            source=f"{SOURCE}: model/rescore/{file_name}",
+            role="rescore",
+        )
+        for name, file_name, layout, attr in _RESCORE_WEIGHTS
+    ),
+)
+
+
+@hookimpl
+def bupose_register_heads(register: Callable[[HeadSpec], None]) -> None:
+    register(HEAD)
+
+
+@hookimpl
+def bupose_register_decoders(register: Callable[[DecoderSpec], None]) -> None:
+    register(DECODER)
+
+
+@hookimpl
+def bupose_register_weights(register: Callable[[WeightsSpec], None]) -> None:
+    for spec in WEIGHTS:
+        register(spec)
