@@ -245,7 +245,8 @@ def _read_file(path: Path) -> Mapping[str, Any]:
 
 
 def parse_override(item: str) -> tuple[str, Any]:
-    """``"key=value"`` -> (key, value); the value is read as JSON when it parses, else a string."""
+    """``"key=value"`` -> (key, value); the value is read as JSON when it parses (so ``null``,
+    ``true``, ``3``, ``[0.5, 0.8]``, ``{"a": 1}``), else it is the plain string."""
     key, sep, raw = item.partition("=")
     key = key.strip()
     if not sep or not key:
@@ -255,8 +256,6 @@ def parse_override(item: str) -> tuple[str, Any]:
         value = json.loads(raw)
     except json.JSONDecodeError:
         value = raw
-    if raw.lower() in ("none", "null"):
-        value = None
     return key, value
 
 
