@@ -46,6 +46,7 @@ BUILTIN_PLUGINS: tuple[str, ...] = (
     "bupose.core.builtins.layouts",
     "bupose.core.builtins.ops",
     "bupose.core.builtins.commands",
+    "bupose.core.builtins.convert",
 )
 """Core's own plugins, registered through the same hooks as third-party ones."""
 
