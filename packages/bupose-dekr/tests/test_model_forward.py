@@ -16,7 +16,7 @@ from bupose.dekr.convert import HEAD_PREFIXES, expected_head_keys
 from bupose.dekr.model import AdaptBlock, DEKRHead, PredictOKSNet, adapt_offsets
 
 sys.path.insert(0, str(Path(__file__).parent))
-from _dekr_golden import assert_close_rel, build_state_dict, fixture, manifest  # noqa: E402
+from _dekr_golden import assert_close_rel, build_state_dict, fixture, manifest
 
 
 def make_head(layout: str = "coco17", channels: int = 480) -> DEKRHead:
@@ -109,7 +109,7 @@ def test_rescore_forward_matches_official(variant: str) -> None:
         out = net(fx["input"])
     assert out.shape == (4, 1)
     assert float((out - fx["output"]).abs().max()) <= 1e-5
-    with pytest.raises(ValueError, match="expects 74 features|expects 59 features"):
+    with pytest.raises(ValueError, match=r"expects (74|59) features"):
         net(torch.zeros(2, 10))
 
 
