@@ -18,10 +18,10 @@ import os
 import re
 import subprocess
 import sys
-import tomllib
 from pathlib import Path
 
 import nox
+import tomllib
 
 ROOT = Path(__file__).resolve().parent
 PACKAGES_DIR = ROOT / "packages"
@@ -134,7 +134,7 @@ def lint(session: nox.Session) -> None:
 
 
 @nox.session(python=PYTHON)
-@nox.parametrize("package", list(PACKAGES))
+@nox.parametrize("package", [nox.param(name, id=name) for name in PACKAGES])
 def tests(session: nox.Session, package: str) -> None:
     """One package's tests with only core, that package and its declared bupose deps installed."""
     names = ["bupose-core", *[d for d in _bupose_requirements(package) if d != "bupose-core"]]

@@ -23,7 +23,7 @@ from bupose.core.engine.trainer import Trainer, resolve_optim_settings
 from bupose.core.weights import CheckpointError, read_checkpoint
 
 sys.path.insert(0, str(Path(__file__).parent))
-import test_engine_helpers as tiny  # noqa: E402
+import test_engine_helpers as tiny
 
 BASE = ["head=tiny", "backbone=tiny", "data=tiny", "input_size=32", "progress=false", "tensorboard=false",
         "workers=0", "batch_size=4"]

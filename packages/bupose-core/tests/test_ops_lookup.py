@@ -1,7 +1,6 @@
 from __future__ import annotations
 
 import importlib
-import importlib.metadata as md
 from pathlib import Path
 
 import pytest

@@ -9,7 +9,6 @@ import pytest
 
 from bupose.core.plugins import Registry, UnknownComponentError, reset_registry
 
-
 GOOD = """
 from bupose.core import hookimpl, HeadSpec, BackboneSpec, FeatureShape
 

@@ -126,8 +126,8 @@ def read_checkpoint(path: str | os.PathLike[str], *, trust: bool = False) -> tup
         try:
             with safe_open(str(path), framework="pt") as f:
                 meta = f.metadata() or {}
-                tensors = {k: f.get_tensor(k) for k in f.keys()}
-        except Exception as exc:  # noqa: BLE001
+                tensors = {k: f.get_tensor(k) for k in f.keys()}  # noqa: SIM118 - safe_open is not a dict
+        except Exception as exc:
             raise CheckpointError(f"{path}: not a readable safetensors file ({exc})") from exc
         return tensors, json.loads(meta.get("bupose", "{}"))
     if not magic:
@@ -135,7 +135,7 @@ def read_checkpoint(path: str | os.PathLike[str], *, trust: bool = False) -> tup
     _allow_official_types()
     try:
         obj = torch.load(path, map_location="cpu", weights_only=not trust)
-    except Exception as exc:  # noqa: BLE001
+    except Exception as exc:
         hint = ""
         if "weights_only" in str(exc) or "Unsupported global" in str(exc):
             hint = (

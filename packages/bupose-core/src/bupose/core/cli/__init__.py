@@ -26,7 +26,7 @@ class _Group(click.Group):
             return super().invoke(ctx)
         except (click.ClickException, click.exceptions.Exit, click.Abort, KeyboardInterrupt):
             raise
-        except Exception as exc:  # noqa: BLE001 - turn any failure into one clear line
+        except Exception as exc:
             if ctx.obj and ctx.obj.get("debug"):
                 raise
             raise BuposeError(f"{type(exc).__name__}: {exc} (run with --debug for the traceback)") from exc

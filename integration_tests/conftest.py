@@ -1,0 +1,1 @@
+"""Integration tests: every package installed together (nox -s integration)."""
