@@ -16,12 +16,13 @@ import os
 import tempfile
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
-
-import torch
+from typing import TYPE_CHECKING, Any
 
 from .plugins import Registry, get_registry
 from .specs import WeightsSpec
+
+if TYPE_CHECKING:  # torch is imported lazily so that CLI start-up and plugin listing stay cheap
+    import torch
 
 __all__ = [
     "CheckpointError",
@@ -76,6 +77,8 @@ def _allow_official_types() -> None:
         return
     import argparse
     import collections
+
+    import torch
 
     torch.serialization.add_safe_globals([argparse.Namespace, collections.OrderedDict])
     _SAFE_GLOBALS_ADDED = True
@@ -133,6 +136,8 @@ def read_checkpoint(path: str | os.PathLike[str], *, trust: bool = False) -> tup
     if not magic:
         raise CheckpointError(f"{path}: empty file")
     _allow_official_types()
+    import torch
+
     try:
         obj = torch.load(path, map_location="cpu", weights_only=not trust)
     except Exception as exc:
