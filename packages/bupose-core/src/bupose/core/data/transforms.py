@@ -1,0 +1,216 @@
+"""Bottom-up training augmentation: random affine (scale, rotation, translation) + horizontal flip.
+
+Geometry follows HigherHRNet/DEKR ``RandomAffineTransform`` + ``RandomHorizontalFlip``: the crop is
+centred on the image centre (plus a random translation of up to ``max_translate * scale`` original
+pixels), ``200 * scale`` original pixels map onto the output square with ``scale = short side / 200 *
+U(scale_range)``, rotation U(+-max_rotation) degrees about the output centre. One affine per output
+resolution (the image's ``input_size`` and each heatmap size) so that every map is warped from the
+original, never resampled twice. The ignore mask is warped per heatmap size from the ORIGINAL mask
+(uint8 x255, bilinear, then > 0.5), the image bilinearly with zero borders. Flip mirrors the
+warped outputs: pixel x -> size - 1 - x, joints permuted with the layout's flip index.
+
+A sample in (``dataset[i]``) -> a sample out with:
+
+- ``image`` (S, S, 3) uint8;
+- ``keypoints`` (N, K, 3) in input pixels; v set to 0 for joints that leave [0, S) (K is the
+  layout's J, or J + 1 when the caller appended a person-centre row, flipped with
+  ``flip_index_with_center``);
+- ``keypoints_at`` {size: (N, K, 3)} in that heatmap's pixels exactly as the official transform
+  produces them (visibility untouched: codecs apply their own in-map test);
+- ``areas`` (N,) times the input affine's scale product (t00 * t11, before rotation, as DEKR);
+- ``masks`` {size: (size, size) float32}; ``matrix`` (2, 3) original -> input pixels (before flip);
+  ``flipped`` bool; every other key of the input sample is passed through.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import cv2
+import numpy as np
+
+from ..specs import LayoutSpec
+
+__all__ = ["IMAGENET_MEAN", "IMAGENET_STD", "BottomUpRandomAffine", "affine_matrix", "to_tensor"]
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+
+def affine_matrix(center: Sequence[float], scale: float, res: int, rot: float = 0.0) -> tuple[np.ndarray, float]:
+    """The (3, 3) matrix mapping original pixels to a ``res`` x ``res`` output where ``200 * scale``
+    original pixels span the output, centred on ``center``, rotated by ``rot`` degrees; and the scale
+    product t00 * t11 before rotation."""
+    h = 200.0 * scale
+    t = np.zeros((3, 3))
+    t[0, 0] = float(res) / h
+    t[1, 1] = float(res) / h
+    t[0, 2] = res * (-float(center[0]) / h + 0.5)
+    t[1, 2] = res * (-float(center[1]) / h + 0.5)
+    t[2, 2] = 1.0
+    scale_product = t[0, 0] * t[1, 1]
+    if rot != 0:
+        r = -rot * math.pi / 180.0
+        sn, cs = math.sin(r), math.cos(r)
+        rot_mat = np.array([[cs, -sn, 0.0], [sn, cs, 0.0], [0.0, 0.0, 1.0]])
+        t_mat = np.eye(3)
+        t_mat[0, 2] = -res / 2
+        t_mat[1, 2] = -res / 2
+        t_inv = t_mat.copy()
+        t_inv[:2, 2] *= -1
+        t = t_inv @ (rot_mat @ (t_mat @ t))
+    return t, float(scale_product)
+
+
+def _apply(points: np.ndarray, mat: np.ndarray) -> np.ndarray:
+    xy = points.reshape(-1, 2)
+    out = np.concatenate([xy, np.ones((xy.shape[0], 1))], axis=1) @ mat[:2].T
+    return out.reshape(points.shape)
+
+
+class BottomUpRandomAffine:
+    """Random affine + flip for bottom-up training (see the module docstring).
+
+    Deterministic given ``rng`` (a ``numpy.random.Generator`` or an int seed) at call time.
+    ``identity=True`` (or scale_range (1, 1), no rotation/translation/flip) reproduces a square
+    ``input_size`` image exactly.
+    """
+
+    def __init__(
+        self,
+        input_size: int,
+        heatmap_sizes: Sequence[int] | None = None,
+        scale_range: tuple[float, float] = (0.75, 1.5),
+        max_rotation: float = 30.0,
+        max_translate: float = 40.0,
+        flip_prob: float = 0.5,
+        layout: LayoutSpec | str = "coco17",
+        scale_type: str = "short",
+        identity: bool = False,
+    ) -> None:
+        if input_size <= 0:
+            raise ValueError("input_size must be positive")
+        if scale_type not in ("short", "long"):
+            raise ValueError(f"scale_type must be 'short' or 'long', got {scale_type!r}")
+        self.input_size = int(input_size)
+        self.heatmap_sizes = tuple(int(s) for s in (heatmap_sizes or (input_size // 4,)))
+        if identity:
+            scale_range, max_rotation, max_translate, flip_prob = (1.0, 1.0), 0.0, 0.0, 0.0
+        if not (0 < scale_range[0] <= scale_range[1]):
+            raise ValueError(f"scale_range must be 0 < min <= max, got {scale_range}")
+        self.scale_range = (float(scale_range[0]), float(scale_range[1]))
+        self.max_rotation = float(max_rotation)
+        self.max_translate = float(max_translate)
+        self.flip_prob = float(flip_prob)
+        self.scale_type = scale_type
+        if isinstance(layout, str):
+            from .dataset import _layout_spec
+
+            layout = _layout_spec(layout)
+        self.layout = layout
+
+    def _flip_index(self, k: int) -> np.ndarray:
+        j = self.layout.num_keypoints
+        if k == j:
+            return np.asarray(self.layout.flip_index)
+        if k == j + 1:
+            return np.asarray(self.layout.flip_index_with_center())
+        raise ValueError(f"keypoints have {k} rows; layout {self.layout.name} has {j} (or {j + 1} with a centre)")
+
+    def sample_params(self, height: int, width: int, rng: np.random.Generator) -> dict[str, Any]:
+        """Draw (center, scale, rotation, flip) for an image of this size."""
+        center = np.array([width / 2.0, height / 2.0])
+        base = (min(height, width) if self.scale_type == "short" else max(height, width)) / 200.0
+        lo, hi = self.scale_range
+        scale = base * (rng.random() * (hi - lo) + lo if hi > lo else lo)
+        rot = (rng.random() * 2 - 1) * self.max_rotation if self.max_rotation > 0 else 0.0
+        if self.max_translate > 0:
+            m = int(self.max_translate * scale)
+            if m > 0:
+                center[0] += rng.integers(-m, m)
+                center[1] += rng.integers(-m, m)
+        flip = bool(self.flip_prob > 0 and rng.random() < self.flip_prob)
+        return {"center": center, "scale": float(scale), "rotation": float(rot), "flip": flip}
+
+    def __call__(self, sample: Mapping[str, Any], rng: np.random.Generator | int | None = None) -> dict[str, Any]:
+        if not isinstance(rng, np.random.Generator):
+            rng = np.random.default_rng(rng)
+        image = sample["image"]
+        h, w = image.shape[:2]
+        params = self.sample_params(h, w, rng)
+        return self.apply(sample, params)
+
+    def apply(self, sample: Mapping[str, Any], params: Mapping[str, Any]) -> dict[str, Any]:
+        """Apply a fixed (center, scale, rotation, flip) to a sample."""
+        image = np.asarray(sample["image"])
+        h, w = image.shape[:2]
+        kps = np.asarray(sample.get("keypoints", np.zeros((0, self.layout.num_keypoints, 3))), dtype=np.float64)
+        if kps.ndim != 3 or kps.shape[2] != 3:
+            raise ValueError(f"sample keypoints must be (N, K, 3), got {kps.shape}")
+        mask = sample.get("mask")
+        if mask is None:
+            mask = np.ones((h, w), dtype=np.float32)
+        center, scale, rot, flip = params["center"], params["scale"], params["rotation"], params["flip"]
+        flip_idx = self._flip_index(kps.shape[1]) if flip else None
+
+        s = self.input_size
+        mat_in, scale_product = affine_matrix(center, scale, s, rot)
+        if h == s and w == s and np.array_equal(mat_in, np.eye(3)):
+            out_img = image.copy()
+        else:
+            out_img = cv2.warpAffine(image, mat_in[:2], (s, s), flags=cv2.INTER_LINEAR)
+        kp_in = kps.copy()
+        kp_in[:, :, :2] = _apply(kps[:, :, :2], mat_in)
+
+        masks: dict[int, np.ndarray] = {}
+        kp_at: dict[int, np.ndarray] = {}
+        mask_u8 = (np.asarray(mask, dtype=np.float64) * 255).astype(np.uint8)
+        for size in self.heatmap_sizes:
+            mat, _ = affine_matrix(center, scale, size, rot)
+            warped = cv2.warpAffine(mask_u8, mat[:2], (size, size)) / 255
+            masks[size] = (warped > 0.5).astype(np.float32)
+            k = kps.copy()
+            k[:, :, :2] = _apply(kps[:, :, :2], mat)
+            kp_at[size] = k
+
+        if flip:
+            out_img = np.ascontiguousarray(out_img[:, ::-1])
+            kp_in = kp_in[:, flip_idx]
+            kp_in[:, :, 0] = s - kp_in[:, :, 0] - 1
+            for size in self.heatmap_sizes:
+                masks[size] = np.ascontiguousarray(masks[size][:, ::-1])
+                k = kp_at[size][:, flip_idx]
+                k[:, :, 0] = size - k[:, :, 0] - 1
+                kp_at[size] = k
+        outside = (kp_in[:, :, 0] < 0) | (kp_in[:, :, 1] < 0) | (kp_in[:, :, 0] >= s) | (kp_in[:, :, 1] >= s)
+        kp_in[:, :, 2] = np.where(outside, 0.0, kp_in[:, :, 2])
+
+        out = {k: v for k, v in sample.items() if k not in ("image", "keypoints", "mask", "areas")}
+        out.update(
+            {
+                "image": out_img,
+                "keypoints": kp_in,
+                "keypoints_at": kp_at,
+                "areas": np.asarray(sample.get("areas", np.zeros(len(kps))), dtype=np.float64) * scale_product,
+                "masks": masks,
+                "matrix": mat_in[:2].copy(),
+                "flipped": flip,
+                "aug_params": dict(params),
+            }
+        )
+        return out
+
+
+def to_tensor(image: np.ndarray, mean: Sequence[float] = IMAGENET_MEAN, std: Sequence[float] = IMAGENET_STD) -> Any:
+    """RGB uint8 (H, W, 3) -> float32 tensor (3, H, W), /255 then ImageNet-normalised."""
+    import torch
+
+    arr = np.asarray(image)
+    if arr.dtype != np.uint8 or arr.ndim != 3 or arr.shape[2] != 3:
+        raise ValueError(f"to_tensor expects an (H, W, 3) uint8 RGB image, got {arr.dtype} {arr.shape}")
+    t = torch.from_numpy(np.ascontiguousarray(arr.transpose(2, 0, 1))).float().div_(255.0)
+    m = torch.tensor(mean, dtype=torch.float32).view(3, 1, 1)
+    sd = torch.tensor(std, dtype=torch.float32).view(3, 1, 1)
+    return (t - m) / sd
