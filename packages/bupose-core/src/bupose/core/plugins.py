@@ -47,6 +47,7 @@ BUILTIN_PLUGINS: tuple[str, ...] = (
     "bupose.core.builtins.ops",
     "bupose.core.builtins.commands",
     "bupose.core.builtins.convert",
+    "bupose.core.builtins.data",
 )
 """Core's own plugins, registered through the same hooks as third-party ones."""
 
