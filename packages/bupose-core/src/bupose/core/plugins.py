@@ -48,6 +48,7 @@ BUILTIN_PLUGINS: tuple[str, ...] = (
     "bupose.core.builtins.commands",
     "bupose.core.builtins.convert",
     "bupose.core.builtins.data",
+    "bupose.core.builtins.run",
 )
 """Core's own plugins, registered through the same hooks as third-party ones."""
 
