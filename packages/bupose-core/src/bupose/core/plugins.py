@@ -49,6 +49,7 @@ BUILTIN_PLUGINS: tuple[str, ...] = (
     "bupose.core.builtins.convert",
     "bupose.core.builtins.data",
     "bupose.core.builtins.run",
+    "bupose.core.builtins.train",
 )
 """Core's own plugins, registered through the same hooks as third-party ones."""
 
