@@ -1,0 +1,148 @@
+"""From a :class:`TrainConfig` to the pieces the loop trains on, checking everything first.
+
+:func:`check_config` opens the datasets, resolves the head, backbone, layout, codec and
+augmentation, and turns every problem into a one-line :class:`ConfigError` before any training.
+"""
+
+from __future__ import annotations
+
+import functools
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from ..model import PoseModel, build_model
+from ..plugins import Registry, UnknownComponentError, get_registry
+from ..specs import HeadSpec, import_object
+from .config import ConfigError, TrainConfig
+from .trainer import TrainComponents, Trainer, TrainResult
+
+__all__ = ["TrainPlan", "build_components", "check_config", "train"]
+
+
+@dataclass
+class TrainPlan:
+    """The checked, resolved parts of a configuration."""
+
+    config: TrainConfig
+    head_spec: HeadSpec
+    layout: str
+    train_set: Any
+    val_set: Any | None
+    codec: Any
+    transform: Any
+
+
+def _open_dataset(spec: str, key: str, layout: str | None) -> Any:
+    from ..data.dataset import load_dataset, resolve_spec
+
+    try:
+        ann = Path(resolve_spec(spec)["annotations"])
+    except ValueError as exc:
+        raise ConfigError(f"config: {key}: {exc}") from None
+    if not ann.is_file():
+        raise ConfigError(f"config: {key}: dataset annotations {ann} not found (from {key}={spec!r})")
+    try:
+        return load_dataset(spec, layout=layout)
+    except (ValueError, OSError, KeyError) as exc:
+        raise ConfigError(f"config: {key}: {exc}".replace("\n", " ")) from None
+
+
+def check_config(cfg: TrainConfig, *, registry: Registry | None = None) -> TrainPlan:
+    """Resolve and check everything a run needs; :class:`ConfigError` (one line) on any problem."""
+    cfg.validate()
+    registry = registry or get_registry()
+    try:
+        head_spec = registry.get("heads", cfg.head)
+        registry.get("backbones", cfg.backbone)
+        if cfg.layout is not None:
+            registry.get("layouts", cfg.layout)
+    except UnknownComponentError as exc:
+        raise ConfigError(f"config: {exc}") from None
+    assert isinstance(head_spec, HeadSpec)
+    if head_spec.codec is None:
+        raise ConfigError(f"config: head {cfg.head!r} declares no codec, so it cannot be trained")
+    if cfg.init_weights is not None and not Path(cfg.init_weights).is_file():
+        raise ConfigError(f"config: init_weights {cfg.init_weights} not found")
+
+    train_set = _open_dataset(cfg.data, "data", cfg.layout)
+    layout = train_set.layout.name
+    if layout not in head_spec.layouts:
+        raise ConfigError(
+            f"config: head {cfg.head!r} does not support layout {layout!r} (of data {cfg.data}); "
+            f"it supports: {', '.join(head_spec.layouts)}"
+        )
+    val_set = None
+    if cfg.val_data is not None:
+        if head_spec.pipeline is None:
+            raise ConfigError(f"config: head {cfg.head!r} has no inference pipeline, so val_data cannot be used")
+        val_set = _open_dataset(cfg.val_data, "val_data", layout)
+        if val_set.layout.name != layout:
+            raise ConfigError(
+                f"config: val_data has layout {val_set.layout.name!r} but data has {layout!r}"
+            )
+    try:
+        codec = import_object(head_spec.codec)(layout=layout, input_size=cfg.input_size, **cfg.codec_kwargs)
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(f"config: codec_kwargs for {head_spec.codec}: {exc}") from None
+    try:
+        from ..data.transforms import BottomUpRandomAffine
+
+        sizes = (getattr(codec, "output_size", cfg.input_size // 4),)
+        transform = BottomUpRandomAffine(
+            cfg.input_size, heatmap_sizes=sizes, layout=train_set.layout, **cfg.augment
+        )
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(f"config: augment: {exc}") from None
+    return TrainPlan(cfg, head_spec, layout, train_set, val_set, codec, transform)
+
+
+def _make_model(cfg: TrainConfig, layout: str) -> PoseModel:
+    model = build_model(
+        cfg.head, cfg.backbone, layout, head_kwargs=cfg.head_kwargs, backbone_kwargs=cfg.backbone_kwargs
+    )
+    model.config["input_size"] = cfg.input_size
+    if cfg.init_weights is not None:
+        from ..inference import load_weights
+
+        load_weights(model, cfg.init_weights)
+    return model
+
+
+def _evaluate(model: PoseModel, *, val_set: Any, cfg: TrainConfig) -> dict[str, float]:
+    from .evaluation import evaluate_model
+
+    _, metrics = evaluate_model(
+        model,
+        val_set,
+        pipeline_kwargs=cfg.pipeline_kwargs,
+        batch_size=cfg.eval_batch_size,
+        max_images=cfg.max_val_images,
+        progress=cfg.progress,
+    )
+    return metrics
+
+
+def build_components(plan: TrainPlan) -> TrainComponents:
+    """The model factory, data, codec, augmentation and evaluator of a checked plan."""
+    from ..data.transforms import to_tensor
+
+    cfg = plan.config
+    evaluator = (
+        functools.partial(_evaluate, val_set=plan.val_set, cfg=cfg) if plan.val_set is not None else None
+    )
+    return TrainComponents(
+        model_factory=functools.partial(_make_model, cfg, plan.layout),
+        train_set=plan.train_set,
+        encode=plan.codec.encode,
+        to_tensor=to_tensor,
+        transform=plan.transform,
+        evaluator=evaluator,
+        train_defaults=dict(getattr(plan.codec, "train_defaults", {}) or {}),
+    )
+
+
+def train(cfg: TrainConfig, *, resume: bool = False) -> TrainResult:
+    """Check ``cfg``, build everything and train (one process, or this rank of a torchrun job)."""
+    plan = check_config(cfg)
+    return Trainer(cfg, build_components(plan), resume=resume).fit()
