@@ -86,7 +86,7 @@ def draw_poses(
         k = kps[n]
         ok = k[:, 2] > jthr
         ok &= np.isfinite(k[:, 0]) & np.isfinite(k[:, 1])
-        pts = [(int(round(x * mul)), int(round(y * mul))) if o else None for (x, y, _), o in zip(k, ok)]
+        pts = [(round(x * mul), round(y * mul)) if o else None for (x, y, _), o in zip(k, ok)]
         for (a, b), col in zip(spec.skeleton, colours):
             if pts[a] is not None and pts[b] is not None:
                 cv2.line(out, pts[a], pts[b], tuple(int(c) for c in col), t + 1, cv2.LINE_AA, shift)

@@ -310,7 +310,7 @@ class KeypointDataset:
             try:
                 rle = mask_utils.frPyObjects(seg, h, w)
                 dec = mask_utils.decode(rle)
-            except Exception as exc:  # noqa: BLE001 - pycocotools raises assorted types
+            except Exception as exc:
                 raise DatasetError(f"{self.path}: annotation id {a['id']}: bad 'segmentation' ({exc})") from exc
             m += dec.reshape(h, w, -1).sum(axis=2)
         return (m < 0.5).astype(np.float32)

@@ -242,7 +242,7 @@ def _draw_person(
     mul = 1 << shift
 
     def P(p: np.ndarray) -> tuple[int, int]:
-        return int(round(p[0] * mul)), int(round(p[1] * mul))
+        return round(p[0] * mul), round(p[1] * mul)
 
     wscale = rng.uniform(0.8, 1.3) * info["width"]
     left_col = _hsv_colour(rng, (0, 28), (170, 255), (170, 255))
@@ -257,7 +257,7 @@ def _draw_person(
 
     def limb(a: str, b: str, w: float) -> None:
         col = left_col if a.startswith("left") else right_col
-        th = max(1, int(round(w * wscale * height)))
+        th = max(1, round(w * wscale * height))
         cv2.line(img, P(pts[_IDX[a]]), P(pts[_IDX[b]]), col, th, cv2.LINE_AA, shift)
         cv2.line(idbuf, P(pts[_IDX[a]]), P(pts[_IDX[b]]), pid, th, cv2.LINE_8, shift)
 
@@ -285,11 +285,11 @@ def _draw_person(
     cv2.line(idbuf, P(mid_sh), P(neck), pid, max(1, int(0.04 * height)), cv2.LINE_8, shift)
     head_c = (pts[_IDX["left_ear"]] + pts[_IDX["right_ear"]]) / 2
     r = max(1.0, info["head_r"] * height)
-    cv2.circle(img, P(head_c), int(round(r * mul)), skin, -1, cv2.LINE_AA, shift)
-    cv2.circle(idbuf, P(head_c), int(round(r * mul)), pid, -1, cv2.LINE_8, shift)
+    cv2.circle(img, P(head_c), round(r * mul), skin, -1, cv2.LINE_AA, shift)
+    cv2.circle(idbuf, P(head_c), round(r * mul), pid, -1, cv2.LINE_8, shift)
     if not facing_front:  # hair covers the back of the head
         hair = _hsv_colour(rng, (0, 30), (50, 200), (20, 90))
-        cv2.circle(img, P(head_c), int(round(r * 0.85 * mul)), hair, -1, cv2.LINE_AA, shift)
+        cv2.circle(img, P(head_c), round(r * 0.85 * mul), hair, -1, cv2.LINE_AA, shift)
     for a, b, w in front:
         limb(a, b, w)
     # joint discs
@@ -301,7 +301,7 @@ def _draw_person(
             continue
         col = _JOINT_COLOURS[name]
         rr = jr * (0.6 if name in ("nose", "left_eye", "right_eye", "left_ear", "right_ear") else 1.0)
-        cv2.circle(img, P(pts[_IDX[name]]), int(round(max(0.8, rr) * mul)), col, -1, cv2.LINE_AA, shift)
+        cv2.circle(img, P(pts[_IDX[name]]), round(max(0.8, rr) * mul), col, -1, cv2.LINE_AA, shift)
 
 
 def _polygons(mask: np.ndarray) -> list[list[float]]:
@@ -409,7 +409,7 @@ def render_scene(
             _clutter(rng, img, idbuf, int(rng.integers(st.occluders[0], st.occluders[1] + 1)), occluder_id)
 
     kps_all, boxes = [], []
-    for k, (h, pts, _info, ff) in enumerate(people):
+    for k, (_h, pts, _info, ff) in enumerate(people):
         mask = idbuf == k + 1
         kp = np.zeros((len(joints_out), 3))
         for out_j, body_j in enumerate(joints_out):

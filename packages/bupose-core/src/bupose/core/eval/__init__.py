@@ -147,7 +147,7 @@ def load_ground_truth(annotations: Any, num_keypoints: int, *, crowdpose: bool =
         kp = np.asarray([a["keypoints"] for a in anns_in], dtype=np.float64).reshape(n, -1)
         box = np.asarray([a["bbox"] for a in anns_in], dtype=np.float64).reshape(n, -1)
         for key in ("id", "image_id", "category_id", "num_keypoints"):
-            [a[key] for a in anns_in]  # noqa: B018 - presence check
+            [a[key] for a in anns_in]
         ok = kp.shape[1] == 3 * num_keypoints and box.shape[1] == 4
         ok = ok and bool(np.all(np.isfinite(kp))) and bool(np.all(np.isfinite(box)))
         if not crowdpose:

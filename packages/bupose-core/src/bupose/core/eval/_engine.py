@@ -111,7 +111,7 @@ def prepare_detections(
         raise _bad_entry(entries, num_keypoints, gt_image_ids, source)
 
     first = entries[0]
-    use_bbox = "bbox" in first and not first["bbox"] == []
+    use_bbox = "bbox" in first and first["bbox"] != []
     if use_bbox:
         try:
             boxes = np.asarray([e["bbox"] for e in entries], dtype=np.float64)
