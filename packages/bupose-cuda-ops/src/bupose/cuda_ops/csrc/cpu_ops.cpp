@@ -1,0 +1,224 @@
+// CPU kernels (at::parallel_for) for deform_conv2d's column transforms and ms_deform_attn.
+// The matrix products of deform_conv2d are done by torch in Python (bupose/cuda_ops/functions.py).
+#include <torch/extension.h>
+
+#include <ATen/Parallel.h>
+
+#include "ops_math.h"
+
+namespace {
+
+using bupose_ops::DcnShape;
+using bupose_ops::MsdaShape;
+
+struct PlainAdd {
+  template <typename T>
+  void operator()(T* p, T v) const { *p += v; }
+};
+
+void check_cpu(const at::Tensor& t, const char* name) {
+  TORCH_CHECK(t.device().is_cpu(), "bupose cpp op: ", name, " must be a CPU tensor");
+  TORCH_CHECK(t.is_contiguous(), "bupose cpp op: ", name, " must be contiguous");
+}
+
+DcnShape dcn_shape(const at::Tensor& input, const at::Tensor& offset, int64_t kh, int64_t kw, int64_t sh,
+                   int64_t sw, int64_t ph, int64_t pw, int64_t dh, int64_t dw) {
+  DcnShape s{};
+  s.B = input.size(0);
+  s.C = input.size(1);
+  s.H = input.size(2);
+  s.W = input.size(3);
+  s.KH = kh;
+  s.KW = kw;
+  s.SH = sh;
+  s.SW = sw;
+  s.PH = ph;
+  s.PW = pw;
+  s.DH = dh;
+  s.DW = dw;
+  s.HO = offset.size(2);
+  s.WO = offset.size(3);
+  s.OG = offset.size(1) / (2 * kh * kw);
+  TORCH_CHECK(s.OG > 0 && s.C % s.OG == 0, "bupose cpp op: bad offset groups");
+  return s;
+}
+
+// input (B, C, H, W), offset (B, 2*OG*K, HO, WO), mask (B, OG*K, HO, WO) or empty -> (B, C, K, HO*WO)
+at::Tensor dcn_im2col(const at::Tensor& input, const at::Tensor& offset, const at::Tensor& mask, int64_t kh,
+                      int64_t kw, int64_t sh, int64_t sw, int64_t ph, int64_t pw, int64_t dh, int64_t dw) {
+  check_cpu(input, "input");
+  check_cpu(offset, "offset");
+  const bool has_mask = mask.numel() > 0;
+  if (has_mask) check_cpu(mask, "mask");
+  const DcnShape s = dcn_shape(input, offset, kh, kw, sh, sw, ph, pw, dh, dw);
+  auto cols = at::empty({s.B, s.C, s.K(), s.L()}, input.options());
+  AT_DISPATCH_FLOATING_TYPES(input.scalar_type(), "bupose_dcn_im2col", [&] {
+    const scalar_t* in = input.data_ptr<scalar_t>();
+    const scalar_t* off = offset.data_ptr<scalar_t>();
+    const scalar_t* msk = has_mask ? mask.data_ptr<scalar_t>() : nullptr;
+    scalar_t* out = cols.data_ptr<scalar_t>();
+    const int64_t rows = s.B * s.OG * s.K(), L = s.L(), cpg = s.channels_per_og();
+    at::parallel_for(0, rows, std::max<int64_t>(1, 256 / std::max<int64_t>(L, 1)), [&](int64_t a, int64_t e) {
+      for (int64_t r = a; r < e; ++r) {
+        const int64_t k = r % s.K(), og = (r / s.K()) % s.OG, b = r / (s.K() * s.OG);
+        for (int64_t l = 0; l < L; ++l) {
+          bupose_ops::dcn_im2col_point(s, in, off, msk, out, b, og, k, l, og * cpg, (og + 1) * cpg);
+        }
+      }
+    });
+  });
+  return cols;
+}
+
+// grad_cols (B, C, K, L) -> grad_input (B, C, H, W); one task per (b, c) plane, so no races.
+at::Tensor dcn_col2im(const at::Tensor& grad_cols, const at::Tensor& offset, const at::Tensor& mask,
+                      const at::Tensor& input, int64_t kh, int64_t kw, int64_t sh, int64_t sw, int64_t ph,
+                      int64_t pw, int64_t dh, int64_t dw) {
+  check_cpu(grad_cols, "grad_columns");
+  check_cpu(offset, "offset");
+  const bool has_mask = mask.numel() > 0;
+  if (has_mask) check_cpu(mask, "mask");
+  const DcnShape s = dcn_shape(input, offset, kh, kw, sh, sw, ph, pw, dh, dw);
+  auto grad_input = at::zeros({s.B, s.C, s.H, s.W}, grad_cols.options());
+  AT_DISPATCH_FLOATING_TYPES(grad_cols.scalar_type(), "bupose_dcn_col2im", [&] {
+    const scalar_t* gc = grad_cols.data_ptr<scalar_t>();
+    const scalar_t* off = offset.data_ptr<scalar_t>();
+    const scalar_t* msk = has_mask ? mask.data_ptr<scalar_t>() : nullptr;
+    scalar_t* gi = grad_input.data_ptr<scalar_t>();
+    const PlainAdd add;
+    // Tasks own (b, og, channel chunk): disjoint planes of grad_input, so no races; the chunking
+    // keeps every thread busy when B * OG is small.
+    const int64_t cpg = s.channels_per_og(), groups = s.B * s.OG;
+    const int64_t want = 4 * static_cast<int64_t>(at::get_num_threads());
+    const int64_t chunks = std::min<int64_t>(cpg, std::max<int64_t>(1, (want + groups - 1) / groups));
+    const int64_t per = (cpg + chunks - 1) / chunks;
+    at::parallel_for(0, groups * chunks, 1, [&](int64_t a, int64_t e) {
+      for (int64_t r = a; r < e; ++r) {
+        const int64_t chunk = r % chunks, og = (r / chunks) % s.OG, b = r / (chunks * s.OG);
+        const int64_t c0 = og * cpg + chunk * per, c1 = std::min(og * cpg + cpg, c0 + per);
+        if (c0 >= c1) continue;
+        for (int64_t k = 0; k < s.K(); ++k) {
+          for (int64_t l = 0; l < s.L(); ++l) {
+            bupose_ops::dcn_col2im_point(s, gc, off, msk, gi, b, og, k, l, c0, c1, add);
+          }
+        }
+      }
+    });
+  });
+  return grad_input;
+}
+
+// -> (grad_offset, grad_mask); grad_mask is empty when there is no mask.
+std::vector<at::Tensor> dcn_col2im_coord(const at::Tensor& grad_cols, const at::Tensor& input,
+                                         const at::Tensor& offset, const at::Tensor& mask, int64_t kh,
+                                         int64_t kw, int64_t sh, int64_t sw, int64_t ph, int64_t pw, int64_t dh,
+                                         int64_t dw) {
+  check_cpu(grad_cols, "grad_columns");
+  check_cpu(input, "input");
+  check_cpu(offset, "offset");
+  const bool has_mask = mask.numel() > 0;
+  if (has_mask) check_cpu(mask, "mask");
+  const DcnShape s = dcn_shape(input, offset, kh, kw, sh, sw, ph, pw, dh, dw);
+  auto grad_offset = at::empty_like(offset);
+  auto grad_mask = has_mask ? at::empty_like(mask) : at::empty({0}, offset.options());
+  AT_DISPATCH_FLOATING_TYPES(input.scalar_type(), "bupose_dcn_coord", [&] {
+    const scalar_t* gc = grad_cols.data_ptr<scalar_t>();
+    const scalar_t* in = input.data_ptr<scalar_t>();
+    const scalar_t* off = offset.data_ptr<scalar_t>();
+    const scalar_t* msk = has_mask ? mask.data_ptr<scalar_t>() : nullptr;
+    scalar_t* go = grad_offset.data_ptr<scalar_t>();
+    scalar_t* gm = has_mask ? grad_mask.data_ptr<scalar_t>() : nullptr;
+    const int64_t rows = s.B * s.OG * s.K(), L = s.L();
+    at::parallel_for(0, rows, std::max<int64_t>(1, 1024 / std::max<int64_t>(L, 1)), [&](int64_t a, int64_t e) {
+      for (int64_t r = a; r < e; ++r) {
+        const int64_t k = r % s.K(), og = (r / s.K()) % s.OG, b = r / (s.K() * s.OG);
+        for (int64_t l = 0; l < L; ++l) {
+          bupose_ops::dcn_coord_element(s, gc, in, off, msk, go, gm, b, og, k, l);
+        }
+      }
+    });
+  });
+  return {grad_offset, grad_mask};
+}
+
+MsdaShape msda_shape(const at::Tensor& value, const at::Tensor& shapes, const at::Tensor& loc) {
+  MsdaShape s{};
+  s.N = value.size(0);
+  s.S = value.size(1);
+  s.M = value.size(2);
+  s.D = value.size(3);
+  s.Q = loc.size(1);
+  s.L = shapes.size(0);
+  s.P = loc.size(4);
+  return s;
+}
+
+at::Tensor msda_forward(const at::Tensor& value, const at::Tensor& shapes, const at::Tensor& starts,
+                        const at::Tensor& loc, const at::Tensor& attn) {
+  for (auto* t : {&value, &shapes, &starts, &loc, &attn}) check_cpu(*t, "ms_deform_attn argument");
+  const MsdaShape s = msda_shape(value, shapes, loc);
+  auto out = at::empty({s.N, s.Q, s.M * s.D}, value.options());
+  AT_DISPATCH_FLOATING_TYPES(value.scalar_type(), "bupose_msda_forward", [&] {
+    const scalar_t* v = value.data_ptr<scalar_t>();
+    const int64_t* sh = shapes.data_ptr<int64_t>();
+    const int64_t* st = starts.data_ptr<int64_t>();
+    const scalar_t* lo = loc.data_ptr<scalar_t>();
+    const scalar_t* aw = attn.data_ptr<scalar_t>();
+    scalar_t* o = out.data_ptr<scalar_t>();
+    at::parallel_for(0, s.N * s.Q * s.M, 16, [&](int64_t a, int64_t e) {
+      for (int64_t r = a; r < e; ++r) {
+        const int64_t m = r % s.M, q = (r / s.M) % s.Q, n = r / (s.M * s.Q);
+        for (int64_t d = 0; d < s.D; ++d) {
+          o[r * s.D + d] = bupose_ops::msda_forward_element(s, v, sh, st, lo, aw, n, q, m, d);
+        }
+      }
+    });
+  });
+  return out;
+}
+
+// -> (grad_value, grad_loc, grad_attn); one task per (n, m) pair owns grad_value[n, :, m, :].
+std::vector<at::Tensor> msda_backward(const at::Tensor& value, const at::Tensor& shapes, const at::Tensor& starts,
+                                      const at::Tensor& loc, const at::Tensor& attn, const at::Tensor& grad_out) {
+  for (auto* t : {&value, &shapes, &starts, &loc, &attn, &grad_out}) check_cpu(*t, "ms_deform_attn argument");
+  const MsdaShape s = msda_shape(value, shapes, loc);
+  auto grad_value = at::zeros_like(value);
+  auto grad_loc = at::empty_like(loc);
+  auto grad_attn = at::empty_like(attn);
+  AT_DISPATCH_FLOATING_TYPES(value.scalar_type(), "bupose_msda_backward", [&] {
+    const scalar_t* v = value.data_ptr<scalar_t>();
+    const int64_t* sh = shapes.data_ptr<int64_t>();
+    const int64_t* st = starts.data_ptr<int64_t>();
+    const scalar_t* lo = loc.data_ptr<scalar_t>();
+    const scalar_t* aw = attn.data_ptr<scalar_t>();
+    const scalar_t* go = grad_out.data_ptr<scalar_t>();
+    scalar_t* gv = grad_value.data_ptr<scalar_t>();
+    scalar_t* gl = grad_loc.data_ptr<scalar_t>();
+    scalar_t* ga = grad_attn.data_ptr<scalar_t>();
+    const PlainAdd add;
+    at::parallel_for(0, s.N * s.M, 1, [&](int64_t a, int64_t e) {
+      for (int64_t r = a; r < e; ++r) {
+        const int64_t m = r % s.M, n = r / s.M;
+        for (int64_t q = 0; q < s.Q; ++q) {
+          for (int64_t lv = 0; lv < s.L; ++lv) {
+            for (int64_t p = 0; p < s.P; ++p) {
+              bupose_ops::msda_backward_element(s, v, sh, st, lo, aw, go, gv, gl, ga, n, q, m, lv, p, add);
+            }
+          }
+        }
+      }
+    });
+  });
+  return {grad_value, grad_loc, grad_attn};
+}
+
+}  // namespace
+
+PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
+  m.doc() = "bupose CPU kernels: deformable convolution columns and multi-scale deformable attention";
+  m.def("dcn_im2col", &dcn_im2col, "deformable im2col -> (B, C, K, L)");
+  m.def("dcn_col2im", &dcn_col2im, "gradient of the input from column gradients");
+  m.def("dcn_col2im_coord", &dcn_col2im_coord, "gradients of offset and mask from column gradients");
+  m.def("msda_forward", &msda_forward, "multi-scale deformable attention forward");
+  m.def("msda_backward", &msda_backward, "multi-scale deformable attention backward");
+}
