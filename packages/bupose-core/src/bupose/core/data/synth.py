@@ -219,10 +219,10 @@ def _clutter(rng: np.random.Generator, img: np.ndarray, idbuf: np.ndarray | None
 
 
 _LIMBS = (
-    ("left_shoulder", "left_elbow", 0.050), ("left_elbow", "left_wrist", 0.040),
-    ("right_shoulder", "right_elbow", 0.050), ("right_elbow", "right_wrist", 0.040),
-    ("left_hip", "left_knee", 0.070), ("left_knee", "left_ankle", 0.055),
-    ("right_hip", "right_knee", 0.070), ("right_knee", "right_ankle", 0.055),
+    ("left_shoulder", "left_elbow", 0.070), ("left_elbow", "left_wrist", 0.055),
+    ("right_shoulder", "right_elbow", 0.070), ("right_elbow", "right_wrist", 0.055),
+    ("left_hip", "left_knee", 0.095), ("left_knee", "left_ankle", 0.075),
+    ("right_hip", "right_knee", 0.095), ("right_knee", "right_ankle", 0.075),
 )  # fmt: skip
 
 
@@ -265,8 +265,8 @@ def _draw_person(
         limb(a, b, w)
     ls, rs = pts[_IDX["left_shoulder"]], pts[_IDX["right_shoulder"]]
     lh, rh = pts[_IDX["left_hip"]], pts[_IDX["right_hip"]]
-    sh_w = (ls - rs) * 0.12
-    hp_w = (lh - rh) * 0.25
+    sh_w = (ls - rs) * 0.2
+    hp_w = (lh - rh) * 0.45
     quad = np.array([ls + sh_w, rs - sh_w, rh - hp_w, lh + hp_w])
     poly = np.round(quad * mul).astype(np.int32)[None]
     cv2.fillPoly(img, poly, torso_col, cv2.LINE_AA, shift)
@@ -281,8 +281,8 @@ def _draw_person(
     # neck and head
     neck = pts[_IDX["neck"]]
     mid_sh = (ls + rs) / 2
-    cv2.line(img, P(mid_sh), P(neck), skin, max(1, int(0.04 * height)), cv2.LINE_AA, shift)
-    cv2.line(idbuf, P(mid_sh), P(neck), pid, max(1, int(0.04 * height)), cv2.LINE_8, shift)
+    cv2.line(img, P(mid_sh), P(neck), skin, max(1, int(0.06 * height)), cv2.LINE_AA, shift)
+    cv2.line(idbuf, P(mid_sh), P(neck), pid, max(1, int(0.06 * height)), cv2.LINE_8, shift)
     head_c = (pts[_IDX["left_ear"]] + pts[_IDX["right_ear"]]) / 2
     r = max(1.0, info["head_r"] * height)
     cv2.circle(img, P(head_c), round(r * mul), skin, -1, cv2.LINE_AA, shift)
