@@ -75,6 +75,7 @@ class SafeBuildExt(_base_build_ext):  # type: ignore[misc, valid-type]
     """build_ext that records each extension's outcome and never fails the install."""
 
     def run(self) -> None:
+        self._bupose_inplace = bool(self.inplace)
         self._bupose_status = {
             name.rsplit(".", 1)[-1]: {"built": False, "reason": reason} for name, reason in _skipped.items()
         }
@@ -108,11 +109,17 @@ class SafeBuildExt(_base_build_ext):  # type: ignore[misc, valid-type]
         return Path(self.get_ext_fullpath(CPU_EXT)).parent / STATUS_FILE
 
     def _write_status(self) -> None:
-        path = self._status_path()
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(".json.tmp")
-        tmp.write_text(json.dumps(self._bupose_status, indent=2, sort_keys=True) + "\n")
-        os.replace(tmp, path)
+        paths = {self._status_path()}
+        if getattr(self, "_bupose_inplace", False):
+            # setuptools builds in build_lib and copies to the source tree only on success.
+            package_dir = self.get_finalized_command("build_py").get_package_dir(PACKAGE)
+            paths.add(Path(package_dir) / STATUS_FILE)
+        text = json.dumps(self._bupose_status, indent=2, sort_keys=True) + "\n"
+        for path in paths:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            tmp = path.with_suffix(".json.tmp")
+            tmp.write_text(text)
+            os.replace(tmp, path)
 
     def get_outputs(self) -> list[str]:
         built = [] if _build_nothing else super().get_outputs()
