@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import platform
 import sys
 from importlib import metadata as md
@@ -93,7 +94,7 @@ def info_command(as_json: bool) -> None:
     """Versions, devices and which op implementations are in use."""
     import torch
 
-    from ..ops import op_status
+    from ..ops import OpUnavailableError, op_status, selected_implementation
 
     registry = get_registry()
     dists = sorted({p.distribution for p in registry.plugins})
@@ -111,10 +112,15 @@ def info_command(as_json: bool) -> None:
         "ops": {},
     }
     for name, impls in op_status().items():
-        chosen = {}
+        chosen: dict[str, str | None] = {}
         for dev in ("cpu", "cuda"):
-            chosen[dev] = next((i["implementation"] for i in impls if i["available"] and dev in i["devices"]), None)
+            try:
+                chosen[dev] = selected_implementation(name, dev)
+            except OpUnavailableError as exc:
+                chosen[dev] = None
+                info.setdefault("op_errors", {})[f"{name}/{dev}"] = str(exc)
         info["ops"][name] = {"in_use": chosen, "implementations": impls}
+    info["ops_forced"] = os.environ.get("BUPOSE_OPS") or None
     if as_json:
         click.echo(json.dumps(info, indent=2))
         return
@@ -125,7 +131,7 @@ def info_command(as_json: bool) -> None:
         click.echo(f"  {d:<24} {v}")
     devices = ", ".join(info["cuda_devices"]) or "none"
     click.echo(f"device       cpu ({info['cpu_threads']} threads); cuda: {devices}")
-    click.echo("ops:")
+    click.echo("ops:" + (f" (forced by BUPOSE_OPS={info['ops_forced']})" if info["ops_forced"] else ""))
     for name, o in info["ops"].items():
         click.echo(f"  {name}: cpu -> {o['in_use']['cpu']}, cuda -> {o['in_use']['cuda']}")
         for i in o["implementations"]:
