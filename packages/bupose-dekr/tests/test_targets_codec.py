@@ -108,6 +108,6 @@ def test_default_collate_and_training_step() -> None:
         opt.zero_grad()
         total.backward()
         opt.step()
-        losses.append(float(total))
+        losses.append(total.item())
     assert losses[-1] < 0.5 * losses[0]
     assert DEKRCodec.train_defaults["lr"] == 1e-3
