@@ -116,6 +116,23 @@ def load_weights(
     return {"official": spec.name}
 
 
+def _trained_config(weights: str | os.PathLike[str] | None) -> dict[str, Any]:
+    """The model ``config`` (head/backbone kwargs, input size) stored in a bupose safetensors file."""
+    if weights is None or not str(weights).endswith(".safetensors") or not os.path.isfile(weights):
+        return {}
+    try:
+        import json
+
+        from safetensors import safe_open
+
+        with safe_open(str(weights), framework="pt") as f:
+            meta = json.loads((f.metadata() or {}).get("bupose", "{}"))
+    except Exception:  # noqa: BLE001 - unreadable files are reported by load_weights
+        return {}
+    config = meta.get("config") if isinstance(meta, Mapping) else None
+    return dict(config) if isinstance(config, Mapping) else {}
+
+
 def load_model(
     head: str,
     backbone: str,
@@ -130,14 +147,24 @@ def load_model(
 ) -> Estimator:
     """Build ``head`` on ``backbone``, load ``weights`` (bupose or official), return an Estimator.
 
+    A bupose-trained file rebuilds the model it was trained as: its stored head/backbone kwargs are
+    used unless given here, and its training input size becomes the pipeline's default.
+
     ``pipeline_options`` go to the head's pipeline (for example ``flip=True``, ``scales=(1.0,)``).
     """
     registry = get_registry()
+    trained = _trained_config(weights)
+    if head_kwargs is None:
+        head_kwargs = trained.get("head_kwargs")
+    if backbone_kwargs is None:
+        backbone_kwargs = trained.get("backbone_kwargs")
     model = build_model(
         head, backbone, layout, head_kwargs=head_kwargs, backbone_kwargs=backbone_kwargs, registry=registry
     )
     if weights is not None:
         load_weights(model, weights, registry=registry, trust=trust)
+        if "input_size" in trained:  # the input size a bupose-trained model was trained at
+            model.config.setdefault("input_size", trained["input_size"])
     model.to(device).eval()
     spec = registry.get("heads", head)
     assert isinstance(spec, HeadSpec)
