@@ -25,10 +25,10 @@ from bupose.core.weights import CheckpointError, CheckpointMismatchError
 
 __all__ = [
     "HEAD_PREFIXES",
-    "DEKRModelConverter",
-    "DEKRRescoreConverter",
     "MODEL_CONVERTERS",
     "RESCORE_CONVERTERS",
+    "DEKRModelConverter",
+    "DEKRRescoreConverter",
     "detect_variant",
     "expected_head_keys",
     "from_official",
