@@ -2,9 +2,13 @@
 
 Results mode: ``bupose eval --results results.json --annotations gt.json [--layout coco17|crowdpose14|
 ochuman] [--output metrics.json]`` prints the metric table and, with ``--output``, writes the metrics
-as a flat JSON object (atomically). A model mode (run a model on a dataset first) is added in this
-file by the training engine: add its options to ``eval_command`` and branch before
-``_results_mode``.
+as a flat JSON object (atomically).
+
+Model mode: ``bupose eval --head H --backbone B --weights FILE --data DATASET_SPEC [--batch-size N]
+[--flip/--no-flip] [--scales ...] [--input-size S] [--save-results results.json] [--output
+metrics.json]`` runs the model over every image of the dataset (batched, through the head's
+inference pipeline, exactly as ``bupose run`` does), writes the COCO results JSON and prints the
+metrics of the dataset's layout.
 """
 
 from __future__ import annotations
@@ -60,8 +64,45 @@ def _results_mode(results: str, annotations: str, layout: str, output: str | Non
     show_default=True,
     help="Matching engine (identical numbers; faster-coco-eval is faster).",
 )
-def eval_command(results: str | None, annotations: str | None, layout: str, output: str | None, engine: str) -> None:
-    """Keypoint AP/AR (COCO / OCHuman / CrowdPose) of a results file."""
+@click.option("--head", help="Model mode: registered head, e.g. dekr.")
+@click.option("--backbone", help="Model mode: registered backbone, e.g. hrnet_w18_small.")
+@click.option("--weights", type=click.Path(dir_okay=False), help="Model mode: weights (bupose or official).")
+@click.option("--data", help="Model mode: dataset (COCO json, folder with annotations.json, coco:ROOT:SPLIT...).")
+@click.option("--batch-size", "batch_size", type=click.IntRange(min=1), default=8, show_default=True)
+@click.option("--device", default="cpu", show_default=True, help="Model mode: cpu, cuda, cuda:1.")
+@click.option("--flip/--no-flip", default=True, show_default=True, help="Model mode: flip test.")
+@click.option("--scales", default="1", show_default=True, help="Model mode: test scales, e.g. 0.5,1,2.")
+@click.option("--input-size", "input_size", type=click.IntRange(min=32), default=None,
+              help="Model mode: test input size (default: the trained size stored in the weights, else the head's).")
+@click.option("--amp", is_flag=True, help="Model mode: run the network under autocast.")
+@click.option("--max-images", "max_images", type=click.IntRange(min=1), default=None,
+              help="Model mode: evaluate the first N images only.")
+@click.option("--save-results", "save_results", type=click.Path(dir_okay=False), default="results.json",
+              show_default=True, help="Model mode: where to write the COCO results JSON.")
+@click.option("--trust-checkpoint", "trust", is_flag=True, help="Allow arbitrary pickles in --weights.")
+def eval_command(
+    results: str | None, annotations: str | None, layout: str, output: str | None, engine: str,
+    head: str | None = None, backbone: str | None = None, weights: str | None = None, data: str | None = None,
+    batch_size: int = 8, device: str = "cpu", flip: bool = True, scales: str = "1",
+    input_size: int | None = None, amp: bool = False, max_images: int | None = None,
+    save_results: str = "results.json", trust: bool = False,
+) -> None:
+    """Keypoint AP/AR (COCO / OCHuman / CrowdPose) of a results file, or of a model on a dataset."""
+    model_opts = {"--head": head, "--backbone": backbone, "--weights": weights, "--data": data}
+    if any(v is not None for v in model_opts.values()):
+        if results or annotations:
+            raise click.UsageError("give either --results/--annotations or --head/--backbone/--weights/--data")
+        missing = [k for k, v in model_opts.items() if v is None]
+        if missing:
+            raise click.UsageError(f"model mode needs {', '.join(missing)} as well")
+        from ..engine.evaluation import model_mode
+
+        model_mode(
+            head=str(head), backbone=str(backbone), weights=str(weights), data=str(data),
+            batch_size=batch_size, device=device, flip=flip, scales=scales, input_size=input_size, amp=amp,
+            max_images=max_images, save_results=save_results, output=output, engine=engine, trust=trust,
+        )
+        return
     if not results or not annotations:
         raise click.UsageError("results mode needs both --results and --annotations")
     _results_mode(results, annotations, layout, output, engine)
