@@ -33,6 +33,7 @@ Image ids are 1..N, files ``images/<id:012d>.png`` (or ``.jpg``). Deterministic 
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 import os
@@ -177,6 +178,13 @@ def _pose(rng: np.random.Generator, st: _Settings) -> tuple[np.ndarray, dict[str
     return j, {"head_r": head_r, "width": width}, facing_front
 
 
+@functools.lru_cache(maxsize=4)
+def _noise_tile(size: int) -> np.ndarray:
+    """A fixed N(0, 1) noise texture larger than the image; scenes use random crops of it."""
+    n = max(512, 2 * size)
+    return np.random.default_rng(20240607).standard_normal((n, n, 3), dtype=np.float32)
+
+
 def _background(rng: np.random.Generator, size: int, st: _Settings) -> np.ndarray:
     g = int(rng.integers(2, 9))
     base = rng.uniform(0, 255, (g, g, 3)).astype(np.float32)
@@ -195,9 +203,9 @@ def _background(rng: np.random.Generator, size: int, st: _Settings) -> np.ndarra
         yy, xx = np.ogrid[0:size, 0:size]
         chk = ((xx // t + yy // t) % 2).astype(np.float32) * 2 - 1
         img += (chk * np.float32(rng.uniform(5, 20) * st.background_contrast))[..., None]
-    noise = rng.standard_normal((size, size, 3), dtype=np.float32)
-    noise *= np.float32(st.noise)
-    img += noise
+    tile = _noise_tile(size)
+    oy, ox = (int(v) for v in rng.integers(0, tile.shape[0] - size + 1, 2))
+    img += tile[oy : oy + size, ox : ox + size] * np.float32(st.noise)
     return np.clip(img, 0, 255, out=img).astype(np.uint8)
 
 
