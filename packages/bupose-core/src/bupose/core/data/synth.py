@@ -519,7 +519,11 @@ def generate(
     ann_id = 1
     layout_code = {"coco17": 0, "crowdpose14": 1}[layout]
     diff_code = DIFFICULTIES.index(difficulty)
-    params = [cv2.IMWRITE_PNG_COMPRESSION, 1] if image_format == "png" else [cv2.IMWRITE_JPEG_QUALITY, 95]
+    params = (
+        [cv2.IMWRITE_PNG_COMPRESSION, 1, cv2.IMWRITE_PNG_STRATEGY, cv2.IMWRITE_PNG_STRATEGY_RLE]
+        if image_format == "png"
+        else [cv2.IMWRITE_JPEG_QUALITY, 95]
+    )
     for i in tqdm(range(num_images), desc=f"synth {layout}", disable=not progress, unit="img"):
         image_id = i + 1
         img, anns, fields = render_scene((seed, layout_code, diff_code, size, i), layout, size, difficulty)
