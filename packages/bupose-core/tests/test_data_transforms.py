@@ -110,6 +110,8 @@ def test_deterministic_given_seed_and_centre_row_flip() -> None:
     a, b = t(s, 42), t(s, np.random.default_rng(42))
     assert np.array_equal(a["image"], b["image"]) and np.array_equal(a["keypoints"], b["keypoints"])
     assert all(np.array_equal(a["masks"][k], b["masks"][k]) for k in (64, 128))
+    t1, t2 = BottomUpRandomAffine(256, seed=5), BottomUpRandomAffine(256, seed=5)
+    assert [t1(s)["aug_params"]["scale"] for _ in range(3)] == [t2(s)["aug_params"]["scale"] for _ in range(3)]
     outs = [t(s, i) for i in range(8)]
     assert len({o["aug_params"]["scale"] for o in outs}) == 8
     assert any(o["flipped"] for o in outs) and not all(o["flipped"] for o in outs)

@@ -73,7 +73,9 @@ def _apply(points: np.ndarray, mat: np.ndarray) -> np.ndarray:
 class BottomUpRandomAffine:
     """Random affine + flip for bottom-up training (see the module docstring).
 
-    Deterministic given ``rng`` (a ``numpy.random.Generator`` or an int seed) at call time.
+    Deterministic given ``rng`` (a ``numpy.random.Generator`` or an int seed) at call time; without
+    one, draws from the transform's own generator seeded by ``seed`` (in DataLoader workers pass a
+    per-sample generator, e.g. seeded from (epoch, index), so workers do not repeat each other).
     ``identity=True`` (or scale_range (1, 1), no rotation/translation/flip) reproduces a square
     ``input_size`` image exactly.
     """
@@ -89,6 +91,7 @@ class BottomUpRandomAffine:
         layout: LayoutSpec | str = "coco17",
         scale_type: str = "short",
         identity: bool = False,
+        seed: int | None = None,
     ) -> None:
         if input_size <= 0:
             raise ValueError("input_size must be positive")
@@ -110,6 +113,7 @@ class BottomUpRandomAffine:
 
             layout = _layout_spec(layout)
         self.layout = layout
+        self._rng = np.random.default_rng(seed)
 
     def _flip_index(self, k: int) -> np.ndarray:
         j = self.layout.num_keypoints
@@ -135,7 +139,9 @@ class BottomUpRandomAffine:
         return {"center": center, "scale": float(scale), "rotation": float(rot), "flip": flip}
 
     def __call__(self, sample: Mapping[str, Any], rng: np.random.Generator | int | None = None) -> dict[str, Any]:
-        if not isinstance(rng, np.random.Generator):
+        if rng is None:
+            rng = self._rng
+        elif not isinstance(rng, np.random.Generator):
             rng = np.random.default_rng(rng)
         image = sample["image"]
         h, w = image.shape[:2]
