@@ -267,7 +267,7 @@ _CROWD_LABELS = {
 
 def format_table(metrics: Mapping[str, float], layout: str = "coco17") -> str:
     """The metrics as a pycocotools-style text table (maxDets=20)."""
-    crowd = protocol_for(layout)[0] == "crowdpose" if layout in ("crowdpose14", "crowdpose") else False
+    crowd = layout in ("crowdpose14", "crowdpose")
     lines = []
     for key, value in metrics.items():
         label = (_CROWD_LABELS.get(key) if crowd else None) or _LABELS.get(key, key)
