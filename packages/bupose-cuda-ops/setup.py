@@ -44,7 +44,9 @@ else:
         )
         _skipped[CPU_EXT] = _skipped[CUDA_EXT] = reason
     else:
-        _base_build_ext = cpp_extension.BuildExtension.with_options(use_ninja=shutil.which("ninja") is not None)
+        _base_build_ext = cpp_extension.BuildExtension.with_options(
+            use_ninja=shutil.which("ninja") is not None
+        )
         _ext_modules.append(
             cpp_extension.CppExtension(
                 CPU_EXT,

@@ -86,7 +86,9 @@ def test_deform_conv2d_matches_brute_force(stride, padding, dilation, groups, og
     torch.testing.assert_close(got, want, rtol=1e-10, atol=1e-10)
 
 
-@pytest.mark.parametrize(("stride", "padding", "dilation", "groups"), [(1, 1, 1, 1), (2, 0, 2, 3), (1, 2, 1, 3)])
+@pytest.mark.parametrize(
+    ("stride", "padding", "dilation", "groups"), [(1, 1, 1, 1), (2, 0, 2, 3), (1, 2, 1, 3)]
+)
 def test_deform_conv2d_zero_offset_is_conv2d(stride, padding, dilation, groups):
     g = torch.Generator().manual_seed(2)
     x = torch.randn(2, 6, 11, 13, generator=g)

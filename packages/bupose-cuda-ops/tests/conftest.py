@@ -9,7 +9,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from cuda_ops_testutil import COMPILED, IMPLEMENTATIONS  # noqa: E402
+from cuda_ops_testutil import COMPILED, IMPLEMENTATIONS
 
 
 @pytest.fixture(params=IMPLEMENTATIONS)

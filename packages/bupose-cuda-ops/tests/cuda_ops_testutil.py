@@ -97,7 +97,9 @@ def msda_inputs(
         "value": torch.randn(n, int(areas.sum()), m, d, generator=g).to(dtype),
         "spatial_shapes": ss,
         "level_start_index": starts,
-        "sampling_locations": (lo + (hi - lo) * torch.rand(n, lq, m, levels, points, 2, generator=g)).to(dtype),
+        "sampling_locations": (lo + (hi - lo) * torch.rand(n, lq, m, levels, points, 2, generator=g)).to(
+            dtype
+        ),
         "attention_weights": attn.to(dtype),
     }
 

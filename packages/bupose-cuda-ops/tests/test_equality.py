@@ -14,7 +14,10 @@ GRAD_KEYS_MSDA = ("value", "sampling_locations", "attention_weights")
 
 
 def _grads(fn, args: dict, keys: tuple[str, ...], seed: int = 0):
-    args = {k: (v.detach().clone().requires_grad_(True) if k in keys and v is not None else v) for k, v in args.items()}
+    args = {
+        k: (v.detach().clone().requires_grad_(True) if k in keys and v is not None else v)
+        for k, v in args.items()
+    }
     out = fn(**args)
     w = torch.randn(out.shape, generator=torch.Generator().manual_seed(seed), dtype=out.dtype).to(out.device)
     leaves = [args[k] for k in keys if args[k] is not None]
@@ -23,7 +26,14 @@ def _grads(fn, args: dict, keys: tuple[str, ...], seed: int = 0):
 
 DCN_CASES = {
     "dekr-adapt": {"c_in": 15, "c_out": 15, "hw": (16, 24), "offset_scale": 3.0},
-    "stride-dil-groups": {"c_in": 6, "c_out": 4, "stride": (2, 1), "dilation": (1, 2), "padding": (2, 1), "groups": 2},
+    "stride-dil-groups": {
+        "c_in": 6,
+        "c_out": 4,
+        "stride": (2, 1),
+        "dilation": (1, 2),
+        "padding": (2, 1),
+        "groups": 2,
+    },
     "offset-groups-mask": {"c_in": 6, "c_out": 6, "offset_groups": 3, "mask": True, "kernel": (3, 2)},
     "no-bias-1x1": {"kernel": (1, 1), "padding": (0, 0), "bias": False},
     "far-outside": {"offset_scale": 50.0, "mask": True},
@@ -41,7 +51,9 @@ def test_deform_conv2d_forward_and_grad_equal_reference(impl, case):
         torch.testing.assert_close(a.cpu(), b, rtol=1e-5, atol=1e-5)
 
 
-@pytest.mark.parametrize(("stride", "padding", "dilation", "groups"), [(1, 1, 1, 1), (2, 0, 2, 3), (1, 2, 1, 3)])
+@pytest.mark.parametrize(
+    ("stride", "padding", "dilation", "groups"), [(1, 1, 1, 1), (2, 0, 2, 3), (1, 2, 1, 3)]
+)
 def test_deform_conv2d_zero_offset_equals_conv2d(impl, stride, padding, dilation, groups):
     name, device = impl
     g = torch.Generator().manual_seed(12)
@@ -59,8 +71,20 @@ def test_deform_conv2d_gradcheck_float64(impl):
     name, device = impl
     fn = get_impl("deform_conv2d", name)
     args = dcn_inputs(
-        torch.Generator().manual_seed(13), b=2, c_in=4, c_out=4, hw=(5, 6), groups=2, offset_groups=2,
-        mask=True, stride=(2, 1), dilation=(1, 2), padding=(1, 2), offset_scale=1.3, dtype=torch.float64,
+        torch.Generator().manual_seed(13),
+        b=2,
+        c_in=2,
+        c_out=2,
+        hw=(4, 5),
+        kernel=(2, 3),
+        groups=2,
+        offset_groups=2,
+        mask=True,
+        stride=(2, 1),
+        dilation=(1, 2),
+        padding=(1, 2),
+        offset_scale=1.3,
+        dtype=torch.float64,
     )
     args = to_device(args, device)
     tensors = [args[k].requires_grad_(True) for k in GRAD_KEYS_DCN]
@@ -83,7 +107,9 @@ def test_msda_forward_and_grad_equal_reference(impl):
 def test_msda_gradcheck_float64(impl):
     name, device = impl
     fn = get_impl("ms_deform_attn", name)
-    args = to_device(msda_inputs(torch.Generator().manual_seed(15), n=1, lq=3, m=2, d=2, dtype=torch.float64), device)
+    args = to_device(
+        msda_inputs(torch.Generator().manual_seed(15), n=1, lq=3, m=2, d=2, dtype=torch.float64), device
+    )
     tensors = [args[k].requires_grad_(True) for k in GRAD_KEYS_MSDA]
     ss, start = args["spatial_shapes"], args["level_start_index"]
     assert torch.autograd.gradcheck(lambda v, lo, a: fn(v, ss, start, lo, a), tensors, eps=1e-6, atol=1e-5)
@@ -131,9 +157,16 @@ def test_deform_conv2d_dekr_adapt_block_golden(impl):
     x = fx["debug/offset_feature_layers.0.0.adapt_conv/input"]
     offset = fx["debug/offset_feature_layers.0.0.adapt_conv/offset"]
     weight = recipe.golden_tensor(prefix + "adapt_conv.weight", (15, 15, 3, 3))
-    bn = {k: recipe.golden_tensor(prefix + "bn." + k, (15,)) for k in ("weight", "bias", "running_mean", "running_var")}
-    y = get_impl("deform_conv2d", name)(x.to(device), offset.to(device), weight.to(device), None, 1, 1, 1).cpu()
-    out = torch.relu(F.batch_norm(y, bn["running_mean"], bn["running_var"], bn["weight"], bn["bias"], False, 0.0, 1e-5) + x)
+    bn = {
+        k: recipe.golden_tensor(prefix + "bn." + k, (15,))
+        for k in ("weight", "bias", "running_mean", "running_var")
+    }
+    y = get_impl("deform_conv2d", name)(
+        x.to(device), offset.to(device), weight.to(device), None, 1, 1, 1
+    ).cpu()
+    out = torch.relu(
+        F.batch_norm(y, bn["running_mean"], bn["running_var"], bn["weight"], bn["bias"], False, 0.0, 1e-5) + x
+    )
     want = fx["debug/offset_feature_layers.0.0/out"]
     assert float((out - want).abs().max()) <= 1e-4 * max(1.0, float(want.abs().max()))
 
@@ -142,7 +175,10 @@ def test_half_precision_inputs_run_in_float32(compiled):
     name, device = compiled
     args = dcn_inputs(torch.Generator().manual_seed(16))
     want = get_impl("deform_conv2d", "reference")(**args)
-    half = {k: v.to(device=device, dtype=torch.bfloat16) if isinstance(v, torch.Tensor) else v for k, v in args.items()}
+    half = {
+        k: v.to(device=device, dtype=torch.bfloat16) if isinstance(v, torch.Tensor) else v
+        for k, v in args.items()
+    }
     got = get_impl("deform_conv2d", name)(**half)
     assert got.dtype == torch.bfloat16
     torch.testing.assert_close(got.float().cpu(), want, rtol=0.05, atol=0.1)

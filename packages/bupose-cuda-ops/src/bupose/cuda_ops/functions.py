@@ -148,7 +148,14 @@ def _deform_conv2d(
     if input.shape[0] == 0:
         return reference.deform_conv2d(input, offset, weight, bias, stride, padding, dilation, mask)
     out = _DeformConv2d.apply(
-        ext, params, int(info["groups"]), prep(input), prep(offset), prep(mask), prep(weight), prep(bias)  # type: ignore[arg-type]
+        ext,
+        params,
+        int(info["groups"]),
+        prep(input),
+        prep(offset),
+        prep(mask),
+        prep(weight),
+        prep(bias),  # type: ignore[arg-type]
     )
     return out.to(input.dtype)
 
@@ -200,7 +207,9 @@ class _MsDeformAttn(torch.autograd.Function):
     @once_differentiable
     def backward(ctx: Any, grad_out: torch.Tensor) -> tuple[torch.Tensor | None, ...]:
         value, shapes, starts, loc, attn = ctx.saved_tensors
-        g_value, g_loc, g_attn = ctx.ext.msda_backward(value, shapes, starts, loc, attn, grad_out.contiguous())
+        g_value, g_loc, g_attn = ctx.ext.msda_backward(
+            value, shapes, starts, loc, attn, grad_out.contiguous()
+        )
         need = ctx.needs_input_grad
         return (
             None,
@@ -250,7 +259,9 @@ def ms_deform_attn_cpp(
     attention_weights: torch.Tensor,
 ) -> torch.Tensor:
     """Multi-scale deformable attention on CPU tensors with the C++ kernels (reference semantics)."""
-    return _ms_deform_attn("cpp", value, spatial_shapes, level_start_index, sampling_locations, attention_weights)
+    return _ms_deform_attn(
+        "cpp", value, spatial_shapes, level_start_index, sampling_locations, attention_weights
+    )
 
 
 def ms_deform_attn_cuda(
@@ -261,4 +272,6 @@ def ms_deform_attn_cuda(
     attention_weights: torch.Tensor,
 ) -> torch.Tensor:
     """Multi-scale deformable attention on CUDA tensors with the CUDA kernels (reference semantics)."""
-    return _ms_deform_attn("cuda", value, spatial_shapes, level_start_index, sampling_locations, attention_weights)
+    return _ms_deform_attn(
+        "cuda", value, spatial_shapes, level_start_index, sampling_locations, attention_weights
+    )

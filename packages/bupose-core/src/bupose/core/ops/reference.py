@@ -249,7 +249,13 @@ def check_ms_deform_attn_args(
             f"got {level_start_index.tolist()}"
         )
     loc = sampling_locations
-    if loc.dim() != 6 or loc.shape[0] != n or loc.shape[2] != m or loc.shape[3] != levels or loc.shape[5] != 2:
+    if (
+        loc.dim() != 6
+        or loc.shape[0] != n
+        or loc.shape[2] != m
+        or loc.shape[3] != levels
+        or loc.shape[5] != 2
+    ):
         raise ValueError(
             f"ms_deform_attn: sampling_locations must be (N={n}, Lq, M={m}, L={levels}, P, 2), "
             f"got {tuple(loc.shape)}"
