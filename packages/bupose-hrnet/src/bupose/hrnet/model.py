@@ -206,9 +206,7 @@ def _make_transition(prev: tuple[int, ...], cur: tuple[int, ...]) -> nn.ModuleLi
     for i, c in enumerate(cur):
         if i < len(prev):
             if prev[i] != c:
-                layers.append(
-                    nn.Sequential(_conv3x3(prev[i], c), nn.BatchNorm2d(c), nn.ReLU(inplace=True))
-                )
+                layers.append(nn.Sequential(_conv3x3(prev[i], c), nn.BatchNorm2d(c), nn.ReLU(inplace=True)))
             else:
                 layers.append(None)
         else:
@@ -216,7 +214,9 @@ def _make_transition(prev: tuple[int, ...], cur: tuple[int, ...]) -> nn.ModuleLi
             for k in range(i + 1 - len(prev)):
                 cin = prev[-1]
                 cout = c if k == i - len(prev) else cin
-                hops.append(nn.Sequential(_conv3x3(cin, cout, stride=2), nn.BatchNorm2d(cout), nn.ReLU(inplace=True)))
+                hops.append(
+                    nn.Sequential(_conv3x3(cin, cout, stride=2), nn.BatchNorm2d(cout), nn.ReLU(inplace=True))
+                )
             layers.append(nn.Sequential(*hops))
     return layers
 
@@ -226,9 +226,10 @@ class HRNet(Backbone):
 
     Attribute names follow the official modules: ``conv1, bn1, conv2, bn2, layer1``, then
     ``transition{s-1}`` and ``stage{s}`` for every multi-resolution stage ``s = 2..S``.
-    ``init`` picks the initialisation of a fresh model: ``"kaiming"`` (He normal, fan-out; for
-    training from scratch) or ``"official"`` (normal std 0.001 as the official code does before
-    loading ImageNet weights). BatchNorm starts at weight 1, bias 0 either way.
+    ``init`` picks the initialisation of a fresh model: ``"kaiming"`` (He normal, fan-out, and the
+    last BatchNorm of every residual block at zero; for training from scratch) or ``"official"``
+    (normal std 0.001 as the official code does before loading ImageNet weights). Other BatchNorms
+    start at weight 1, bias 0.
     """
 
     def __init__(self, config: HRNetConfig, *, init: str = "kaiming") -> None:
@@ -276,9 +277,11 @@ class HRNet(Backbone):
         return nn.Sequential(*modules), chans
 
     def init_weights(self, init: str = "kaiming") -> None:
-        """Re-initialise every convolution (``"kaiming"`` or ``"official"``) and BatchNorm."""
+        """Re-initialise every convolution and BatchNorm (``"kaiming"`` or ``"official"``, see the class)."""
         if init not in ("kaiming", "official"):
             raise ValueError(f"HRNet init must be 'kaiming' or 'official', got {init!r}")
+        if self.conv1.weight.is_meta:  # shape-only model: nothing to initialise
+            return
         for m in self.modules():
             if isinstance(m, nn.Conv2d):
                 if init == "kaiming":
@@ -288,6 +291,14 @@ class HRNet(Backbone):
             elif isinstance(m, nn.BatchNorm2d):
                 nn.init.ones_(m.weight)
                 nn.init.zeros_(m.bias)
+        if init == "kaiming":
+            # Residual branches start at zero (the last BN of every block): each block starts as
+            # the identity, which keeps a fresh network's activations O(10) instead of O(1e7).
+            for m in self.modules():
+                if isinstance(m, BasicBlock):
+                    nn.init.zeros_(m.bn2.weight)
+                elif isinstance(m, Bottleneck):
+                    nn.init.zeros_(m.bn3.weight)
 
     def output_shape(self) -> dict[str, FeatureShape]:
         """Channels and stride of ``b0..b3`` and ``concat`` (``b0`` only when single-output)."""
