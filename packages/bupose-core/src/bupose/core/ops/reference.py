@@ -183,6 +183,37 @@ def deform_conv2d(
         (-1, H) x (-1, W) contribute zero.
     """
     info = check_deform_conv2d_args(input, offset, weight, bias, stride, padding, dilation, mask)
+    if torch.onnx.is_in_onnx_export():
+        if bias is None and mask is not None:
+            bias = weight.new_zeros(weight.shape[0])
+        # Plain ints: under the tracer shapes are traced values, but ONNX attributes are constants.
+        ints = {
+            k: tuple(int(v) for v in val) if isinstance(val, tuple) else int(val) for k, val in info.items()
+        }
+        return _DeformConv2dOnnx.apply(
+            input,
+            offset,
+            weight,
+            bias,
+            mask,
+            ints["stride"],
+            ints["padding"],
+            ints["dilation"],
+            ints["groups"],
+            ints["offset_groups"],
+            (int(weight.shape[2]), int(weight.shape[3])),
+        )
+    return _deform_conv2d(input, offset, weight, bias, mask, info)
+
+
+def _deform_conv2d(
+    input: torch.Tensor,
+    offset: torch.Tensor,
+    weight: torch.Tensor,
+    bias: torch.Tensor | None,
+    mask: torch.Tensor | None,
+    info: dict[str, int | tuple[int, int]],
+) -> torch.Tensor:
     groups = int(info["groups"])  # type: ignore[arg-type]
     og = int(info["offset_groups"])  # type: ignore[arg-type]
     ho, wo = info["out_size"]  # type: ignore[misc]
@@ -216,6 +247,69 @@ def deform_conv2d(
     if bias is not None:
         out = out + bias.view(1, -1, 1, 1)
     return out
+
+
+def _is_none(value: object) -> bool:
+    if value is None:
+        return True
+    node = getattr(value, "node", None)
+    return bool(node is not None and node().mustBeNone())
+
+
+class _DeformConv2dOnnx(torch.autograd.Function):
+    """Runs the reference; exports as the standard ONNX ``DeformConv`` (opset >= 19)."""
+
+    @staticmethod
+    def forward(  # type: ignore[override]
+        ctx: object,
+        input: torch.Tensor,
+        offset: torch.Tensor,
+        weight: torch.Tensor,
+        bias: torch.Tensor | None,
+        mask: torch.Tensor | None,
+        stride: tuple[int, int],
+        padding: tuple[int, int],
+        dilation: tuple[int, int],
+        groups: int,
+        offset_groups: int,
+        kernel: tuple[int, int],
+    ) -> torch.Tensor:
+        # Computed outside the tracer: the traced graph only needs this node (replaced by
+        # ``symbolic``), and tracing the reference's body into it breaks the exporter's passes.
+        state = torch._C._get_tracing_state()
+        torch._C._set_tracing_state(None)
+        try:
+            with torch.no_grad():
+                info = check_deform_conv2d_args(input, offset, weight, bias, stride, padding, dilation, mask)
+                result = _deform_conv2d(input, offset, weight, bias, mask, info)
+        finally:
+            torch._C._set_tracing_state(state)
+        out = input.new_empty(result.shape)
+        torch._C._set_tracing_state(None)
+        try:
+            out.copy_(result)
+        finally:
+            torch._C._set_tracing_state(state)
+        return out
+
+    @staticmethod
+    def symbolic(  # type: ignore[no-untyped-def]
+        g, input, offset, weight, bias, mask, stride, padding, dilation, groups, offset_groups, kernel
+    ):
+        inputs = [input, weight, offset]
+        if not _is_none(bias):
+            inputs.append(bias)
+            if not _is_none(mask):
+                inputs.append(mask)
+        attrs = {
+            "dilations_i": list(dilation),
+            "group_i": int(groups),
+            "offset_group_i": int(offset_groups),
+            "pads_i": [padding[0], padding[1], padding[0], padding[1]],
+            "strides_i": list(stride),
+            "kernel_shape_i": [int(kernel[0]), int(kernel[1])],
+        }
+        return g.op("DeformConv", *inputs, **attrs)
 
 
 def check_ms_deform_attn_args(
