@@ -23,6 +23,7 @@ order, so the discrete decisions are the official ones.
 
 from __future__ import annotations
 
+import contextlib
 import warnings
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -123,6 +124,20 @@ class DecodeTrace:
     final_scores: np.ndarray | None = None
     rescore_features: np.ndarray | None = None
     rescore_scores_in: np.ndarray | None = None
+
+
+@contextlib.contextmanager
+def _one_thread() -> Any:
+    """Run small CPU ops single-threaded (intra-op parallelism only costs on maps this small)."""
+    n = torch.get_num_threads()
+    if n == 1:
+        yield
+        return
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(n)
 
 
 # --------------------------------------------------------------------------- map helpers
@@ -365,7 +380,8 @@ class DEKRDecoder:
             base_size_wh = s1.meta.size_wh
         last_meta = outs[-1].meta
         assert last_meta is not None
-        poses, scores = self.decode_input_pixels(outs, trace=trace)
+        with _one_thread():
+            poses, scores = self.decode_input_pixels(outs, trace=trace)
         if poses.shape[0] == 0:
             return Poses.empty(self.num_joints, self.layout.name)
         final_meta = WarpMeta(last_meta.image_hw, tuple(base_size_wh), last_meta.center, last_meta.scale)
