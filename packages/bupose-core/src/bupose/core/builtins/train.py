@@ -116,6 +116,32 @@ def train_command(
             click.echo(f"best {cfg.best_metric}: {result.best_metric:.4f} -> {result.best_weights}")
 
 
+@click.command("demo")
+@click.option("--out", default="bupose-demo", show_default=True, help="Folder for data, run, results, overlays.")
+@click.option("--set", "sets", multiple=True, metavar="KEY=VALUE",
+              help="Change a demo setting, e.g. train.steps=200 or train_images=300 (repeatable).")
+@click.option("--no-progress", is_flag=True, help="No progress bars (logs only).")
+def demo_command(out: str, sets: tuple[str, ...], no_progress: bool) -> None:
+    """Generate synthetic scenes, train DEKR + small HRNet on the CPU, evaluate, run on held-out images."""
+    from ..engine.config import ConfigError, parse_override
+    from ..engine.demo import run_demo
+
+    overrides: dict[str, Any] = {}
+    try:
+        for item in sets:
+            key, value = parse_override(item)
+            node = overrides
+            *parents, leaf = key.split(".")
+            for p in parents:
+                node = node.setdefault(p, {})
+            node[leaf] = value
+        summary = run_demo(out, overrides=overrides, progress=not no_progress)
+    except (ConfigError, FileExistsError) as exc:
+        raise BuposeError(str(exc)) from None
+    click.echo(f"validation AP {summary['val_AP']:.4f}; summary: {out}/summary.md")
+
+
 @hookimpl
 def bupose_register_commands(cli: click.Group) -> None:
     cli.add_command(train_command)
+    cli.add_command(demo_command)
