@@ -53,16 +53,19 @@ class DEKRCodec:
     get no centre; CrowdPose has no such rule), ``stride`` 4; ``decode_options`` go to
     :class:`~bupose.dekr.decode.DEKRDecoder`.
 
-    Sample fields: ``keypoints`` (N, J, 3) in input pixels (v > 0 = labelled); ``areas`` (N,) the
-    annotation areas in input px²; optional ``iscrowd`` and ``num_keypoints`` (N,) (crowd entries
-    without keypoints are dropped as officially); ``masks`` ``{output_size: (s, s) float32, 1 =
-    valid}`` (all ones when absent).
+    Sample fields (as ``bupose.core.data.transforms`` makes them): ``keypoints`` (N, J or J+1, 3)
+    in input pixels (v > 0 = labelled; a J+1-th row is taken as the official centre);
+    ``keypoints_at`` ``{output_size: (N, ·, 3)}`` the joints at target resolution exactly as the
+    official transform makes them (used when present, else ``keypoints / stride``); ``areas`` (N,)
+    annotation areas times the input affine's scale product; ``matrix`` (2, 3) original -> input
+    pixels and ``flipped``; optional ``iscrowd`` and ``num_keypoints`` (N,) (crowd entries without
+    keypoints are dropped as officially); ``masks`` ``{output_size: (s, s) float32, 1 = valid}`` (all
+    ones when absent).
 
-    The official rules that are written in image coordinates are applied in the input frame (the
-    frame the codec sees): the offset-weight area is (max−min)² of x plus y over the J joints and the
-    zero centre row, and a non-crowd person without labelled joints gets its centre at the origin.
-    This is the official result exactly when the augmentation is a pure scaling (as in the golden
-    target fixture); with translation or rotation these quirks follow the input frame.
+    The official rules written in image pixels (the offset-weight area over the J joints plus the
+    zero centre row, the 32² small-person test on the annotation area, the image-origin centre of a
+    person without labelled joints) are evaluated in image pixels through ``matrix``; without it
+    they are evaluated in the input frame (identical for an identity or pure-scaling augmentation).
     """
 
     train_defaults: Mapping[str, Any] = TRAIN_DEFAULTS
@@ -106,17 +109,22 @@ class DEKRCodec:
 
     # ------------------------------------------------------------------ encode
     def persons(self, sample: Mapping[str, Any]) -> tuple[np.ndarray, np.ndarray]:
-        """Persons (N, J+1, 3) at output resolution (centre last) and their areas (N,) in input px²,
-        as the official ``get_joints`` + affine would give them."""
+        """Persons (N, J+1, 3) at output resolution (centre last) and their official areas (N,) in
+        input px², as the official ``get_joints`` + affine would give them."""
         kp = np.asarray(sample.get("keypoints", np.zeros((0, self.num_joints, 3))), dtype=np.float64)
         if kp.size == 0:
             kp = kp.reshape(0, self.num_joints, 3)
-        if kp.ndim != 3 or kp.shape[1:] != (self.num_joints, 3):
+        if kp.ndim != 3 or kp.shape[1] not in (self.num_joints, self.num_joints + 1) or kp.shape[2] != 3:
             raise ValueError(
                 f"sample 'keypoints' must be (N, {self.num_joints}, 3) for layout {self.layout.name}, "
                 f"got {kp.shape}"
             )
         n = kp.shape[0]
+        at = (sample.get("keypoints_at") or {}).get(self.output_size)
+        if at is not None:
+            at = np.asarray(at, dtype=np.float64)
+            if at.shape != kp.shape:
+                raise ValueError(f"sample keypoints_at[{self.output_size}] is {at.shape}, keypoints {kp.shape}")
         iscrowd = np.asarray(sample.get("iscrowd", np.zeros(n)), dtype=np.int64).reshape(-1)
         nkp = np.asarray(sample.get("num_keypoints", (kp[:, :, 2] > 0).sum(axis=1)), dtype=np.int64).reshape(-1)
         ann_area = sample.get("areas")
@@ -126,18 +134,51 @@ class DEKRCodec:
                 raise ValueError(f"sample {name!r} has {arr.shape[0]} entries for {n} persons")
         keep = (iscrowd == 0) | (nkp > 0)
         kp, ann_area = kp[keep], ann_area[keep]
+        at = at[keep] if at is not None else None
         n = kp.shape[0]
-        rows = np.zeros((n, self.num_joints + 1, 3))
-        rows[:, : self.num_joints] = kp
-        area = person_area(rows)  # official: all J+1 rows, centre still zero
-        vis = kp[:, :, 2] > 0
-        num_vis = vis.sum(axis=1)
-        total = (kp[:, :, :2] * vis[:, :, None]).sum(axis=1)
-        centre = np.where(num_vis[:, None] > 0, total / np.maximum(num_vis, 1)[:, None], 0.0)
-        small = ann_area < self.min_center_area  # official: no centre at all (row stays zero)
-        rows[:, -1, :2] = np.where(small[:, None], 0.0, centre)
-        rows[:, -1, 2] = np.where(small, 0.0, 1.0)
-        rows[:, :, :2] /= self.stride
+        j = self.num_joints
+        matrix = sample.get("matrix")
+        rows = np.zeros((n, j + 1, 3))
+        if matrix is not None:
+            # the official rules live in image pixels: undo the input affine (and the flip)
+            m = np.asarray(matrix, dtype=np.float64).reshape(2, 3)
+            det = abs(float(np.linalg.det(m[:, :2])))
+            xy = kp[:, :j, :2].copy()
+            if sample.get("flipped"):
+                xy[:, :, 0] = self.input_size - 1 - xy[:, :, 0]
+            img = (xy - m[:, 2]) @ np.linalg.inv(m[:, :2]).T
+            img_rows = np.zeros((n, j + 1, 2))
+            img_rows[:, :j] = img
+            area = person_area(img_rows) * det
+            image_area = ann_area / det
+        else:
+            img_rows = np.zeros((n, j + 1, 3))
+            img_rows[:, :j] = kp[:, :j]
+            area = person_area(img_rows)  # official formula (centre row still zero), input frame
+            image_area = ann_area
+        if at is not None:
+            rows[:, :j] = at[:, :j]  # official output coordinates and visibility
+        else:
+            rows[:, :j] = kp[:, :j]
+            rows[:, :j, :2] /= self.stride
+        if kp.shape[1] == j + 1:  # the caller appended the official centre row
+            rows[:, j] = at[:, j] if at is not None else kp[:, j] * np.array([1 / self.stride, 1 / self.stride, 1])
+        else:
+            vis = rows[:, :j, 2] > 0
+            num_vis = vis.sum(axis=1)
+            total = (rows[:, :j, :2] * vis[:, :, None]).sum(axis=1)
+            centre = total / np.maximum(num_vis, 1)[:, None]
+            if matrix is not None and n:
+                # no labelled joint: the official centre is the image origin's affine image
+                origin = m[:, 2] * (self.output_size / self.input_size)
+                if sample.get("flipped"):
+                    origin = np.array([self.output_size - 1 - origin[0], origin[1]])
+            else:
+                origin = np.zeros(2)
+            centre = np.where(num_vis[:, None] > 0, centre, origin)
+            small = image_area < self.min_center_area  # official: the centre row stays zero (v = 0)
+            rows[:, j, :2] = np.where(small[:, None], origin, centre)
+            rows[:, j, 2] = np.where(small, 0.0, 1.0)
         return rows, area
 
     def mask(self, sample: Mapping[str, Any]) -> np.ndarray:
