@@ -70,8 +70,8 @@ class TinyCodec:
     train_defaults: Mapping[str, Any] = {"optimizer": "adam", "lr": 5e-3, "lr_schedule": "multistep",
                                          "lr_milestones": [0.5], "lr_factor": 0.1}
 
-    def __init__(self, size: int = SIZE, sigma: float = 1.0) -> None:
-        self.size = size
+    def __init__(self, size: int = SIZE, sigma: float = 1.0, *, layout: Any = None, input_size: int | None = None) -> None:
+        self.size = input_size or size
         self.sigma = sigma
 
     def encode(self, sample: Mapping[str, Any]) -> dict[str, torch.Tensor]:
