@@ -52,10 +52,15 @@ class _DeformConv2d(torch.autograd.Function):
         out = input.new_empty(b, groups, c_out // groups, length)
         step = _batch_chunk(c_in, kh * kw, length)
         has_mask = mask.numel() > 0
+        # One chunk and a weight gradient to come: keep the columns instead of recomputing them.
+        ctx.cols = None
+        keep = step >= b and ctx.needs_input_grad[6]
         for s in range(0, b, step):
             e = min(b, s + step)
             cols = ext.dcn_im2col(input[s:e], offset[s:e], mask[s:e] if has_mask else mask, *params)
             torch.matmul(wmat, cols.view(e - s, groups, -1, length), out=out[s:e])
+            if keep:
+                ctx.cols = cols
         out = out.view(b, c_out, ho, wo)
         if bias.numel() > 0:
             out = out + bias.view(1, -1, 1, 1)
@@ -97,8 +102,10 @@ class _DeformConv2d(torch.autograd.Function):
                     if grad_mask is not None:
                         grad_mask[s:e] = g_mask
             if grad_wmat is not None:
-                cols = ext.dcn_im2col(input[s:e], offset[s:e], msk, *params).view(e - s, groups, -1, length)
+                cols = ctx.cols if ctx.cols is not None else ext.dcn_im2col(input[s:e], offset[s:e], msk, *params)
+                cols = cols.view(e - s, groups, -1, length)
                 grad_wmat += torch.matmul(go, cols.transpose(-1, -2)).sum(0)
+        ctx.cols = None
         grad_weight = grad_wmat.view_as(weight) if grad_wmat is not None else None
         grad_bias = grad_out.sum(dim=(0, 3)).reshape(-1) if need_bias and ctx.has_bias else None
         return None, None, None, grad_input, grad_offset, grad_mask, grad_weight, grad_bias

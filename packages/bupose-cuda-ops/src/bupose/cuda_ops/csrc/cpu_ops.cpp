@@ -168,9 +168,7 @@ at::Tensor msda_forward(const at::Tensor& value, const at::Tensor& shapes, const
     at::parallel_for(0, s.N * s.Q * s.M, 16, [&](int64_t a, int64_t e) {
       for (int64_t r = a; r < e; ++r) {
         const int64_t m = r % s.M, q = (r / s.M) % s.Q, n = r / (s.M * s.Q);
-        for (int64_t d = 0; d < s.D; ++d) {
-          o[r * s.D + d] = bupose_ops::msda_forward_element(s, v, sh, st, lo, aw, n, q, m, d);
-        }
+        bupose_ops::msda_forward_row(s, v, sh, st, lo, aw, n, q, m, o + r * s.D);
       }
     });
   });

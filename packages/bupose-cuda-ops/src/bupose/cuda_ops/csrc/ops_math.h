@@ -184,15 +184,18 @@ BUPOSE_HD void dcn_coord_element(const DcnShape& s, const T* grad_cols, const T*
   const Bilinear<T> bl(s.H, s.W, y, x);
   const T m = mask != nullptr ? mask[((b * s.OG + og) * K + k) * L + l] : T(1);
   T gy = T(0), gx = T(0), gm = T(0);
-  for (int64_t ci = 0; ci < cpg; ++ci) {
-    const int64_t c = og * cpg + ci;
-    const T g = grad_cols[((b * s.C + c) * K + k) * L + l];
-    const T* plane = input + (b * s.C + c) * s.H * s.W;
-    T dy, dx;
-    bl.coord_grad(plane, 1, &dy, &dx);
-    gy += g * dy;
-    gx += g * dx;
-    if (grad_mask != nullptr) gm += g * bl.sample(plane, 1);
+  if (bl.inside) {
+    for (int64_t ci = 0; ci < cpg; ++ci) {
+      const int64_t c = og * cpg + ci;
+      const T g = grad_cols[((b * s.C + c) * K + k) * L + l];
+      if (g == T(0)) continue;
+      const T* plane = input + (b * s.C + c) * s.H * s.W;
+      T v[4];
+      for (int i = 0; i < 4; ++i) v[i] = bl.valid[i] ? plane[bl.idx[i]] : T(0);
+      gy += g * (-bl.hx * v[0] - bl.lx * v[1] + bl.hx * v[2] + bl.lx * v[3]);
+      gx += g * (-bl.hy * v[0] + bl.hy * v[1] - bl.ly * v[2] + bl.ly * v[3]);
+      gm += g * (bl.w[0] * v[0] + bl.w[1] * v[1] + bl.w[2] * v[2] + bl.w[3] * v[3]);
+    }
   }
   T* go = grad_offset + ((b * s.OG + og) * 2 * K + 2 * k) * L + l;
   go[0] = gy * m;
@@ -225,6 +228,30 @@ BUPOSE_HD T msda_forward_element(const MsdaShape& s, const T* value, const int64
   return acc;
 }
 
+// out[n, q, m*D : (m+1)*D] for one (n, q, m): the bilinear weights of each point are computed
+// once and applied to the D contiguous channels.
+template <typename T>
+BUPOSE_HD void msda_forward_row(const MsdaShape& s, const T* value, const int64_t* shapes, const int64_t* starts,
+                                const T* loc, const T* attn, int64_t n, int64_t q, int64_t m, T* out) {
+  for (int64_t d = 0; d < s.D; ++d) out[d] = T(0);
+  const int64_t base = ((n * s.Q + q) * s.M + m) * s.L * s.P;
+  for (int64_t lv = 0; lv < s.L; ++lv) {
+    const int64_t H = shapes[2 * lv], W = shapes[2 * lv + 1];
+    const T* v = value + ((n * s.S + starts[lv]) * s.M + m) * s.D;
+    for (int64_t p = 0; p < s.P; ++p) {
+      const int64_t i = base + lv * s.P + p;
+      const Bilinear<T> bl(H, W, loc[2 * i + 1] * T(H) - T(0.5), loc[2 * i] * T(W) - T(0.5));
+      if (!bl.inside) continue;
+      for (int c = 0; c < 4; ++c) {
+        if (!bl.valid[c]) continue;
+        const T w = attn[i] * bl.w[c];
+        const T* src = v + bl.idx[c] * s.M * s.D;
+        for (int64_t d = 0; d < s.D; ++d) out[d] += w * src[d];
+      }
+    }
+  }
+}
+
 // Gradients for sampling point (n, q, m, lv, p): writes grad_loc (x, y) and grad_attn, and adds into
 // grad_value with `add`.
 template <typename T, typename Add>
@@ -240,17 +267,23 @@ BUPOSE_HD void msda_backward_element(const MsdaShape& s, const T* value, const i
   const T a = attn[i];
   const int64_t off = ((n * s.S + starts[lv]) * s.M + m) * s.D;
   const T* go = grad_out + (n * s.Q + q) * s.M * s.D + m * s.D;
-  T ga = T(0), gx = T(0), gy = T(0);
-  for (int64_t d = 0; d < s.D; ++d) {
-    const T g = go[d];
-    const T* v = value + off + d;
-    ga += g * bl.sample(v, s.M * s.D);
-    T dy, dx;
-    bl.coord_grad(v, s.M * s.D, &dy, &dx);
-    gy += g * dy;
-    gx += g * dx;
-    if (bl.inside && g != T(0)) bl.scatter(grad_value + off + d, s.M * s.D, g * a, add);
+  // dot[c] = sum_d grad_out[d] * value[corner c, d]
+  T dot[4] = {T(0), T(0), T(0), T(0)};
+  if (bl.inside) {
+    for (int c = 0; c < 4; ++c) {
+      if (!bl.valid[c]) continue;
+      const int64_t row = off + bl.idx[c] * s.M * s.D;
+      T acc = T(0);
+      for (int64_t d = 0; d < s.D; ++d) {
+        acc += go[d] * value[row + d];
+        if (bl.w[c] != T(0)) add(grad_value + row + d, go[d] * a * bl.w[c]);
+      }
+      dot[c] = acc;
+    }
   }
+  const T ga = bl.w[0] * dot[0] + bl.w[1] * dot[1] + bl.w[2] * dot[2] + bl.w[3] * dot[3];
+  const T gy = bl.inside ? -bl.hx * dot[0] - bl.lx * dot[1] + bl.hx * dot[2] + bl.lx * dot[3] : T(0);
+  const T gx = bl.inside ? -bl.hy * dot[0] + bl.hy * dot[1] - bl.ly * dot[2] + bl.ly * dot[3] : T(0);
   grad_attn[i] = ga;
   grad_loc[2 * i] = gx * a * T(W);
   grad_loc[2 * i + 1] = gy * a * T(H);
