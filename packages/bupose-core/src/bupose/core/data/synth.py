@@ -312,16 +312,19 @@ def _draw_person(
         cv2.circle(img, P(pts[_IDX[name]]), round(max(0.8, rr) * mul), col, -1, cv2.LINE_AA, shift)
 
 
-def _polygons(mask: np.ndarray) -> list[list[float]]:
+def _polygons(mask: np.ndarray) -> list[list[int]]:
+    """Outer contours of ``mask`` as COCO polygons (integer pixel corners, simplified to 0.7 px)."""
     contours, _ = cv2.findContours(mask.astype(np.uint8), cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
     polys = []
     for c in contours:
-        c = c.reshape(-1, 2).astype(float)
+        if len(c) > 8:
+            c = cv2.approxPolyDP(c, 0.7, True)
+        c = c.reshape(-1, 2)
         if len(c) < 3:  # degenerate: use a tiny box around it
             x0, y0 = c.min(axis=0)
             x1, y1 = c.max(axis=0) + 1
-            c = np.array([[x0, y0], [x1, y0], [x1, y1], [x0, y1]], dtype=float)
-        polys.append(c.reshape(-1).tolist())
+            c = np.array([[x0, y0], [x1, y0], [x1, y1], [x0, y1]])
+        polys.append([int(v) for v in c.reshape(-1)])
     return polys
 
 
