@@ -258,3 +258,11 @@ def test_sync_bn_on_cpu_fails_before_training(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="sync_bn needs CUDA"):
         Trainer(cfg_for(tmp_path, "steps=2", "sync_bn=true", "device=cpu"), tiny.make_components()).fit()
     assert not (tmp_path / "log.jsonl").exists()
+
+
+def test_time_limit_stops_early_and_exports(tmp_path: Path) -> None:
+    result = Trainer(cfg_for(tmp_path, "steps=1000", "time_limit_s=0.000001"), tiny.make_components()).fit()
+    assert result.steps == 1 and (tmp_path / "final.safetensors").exists()
+    records = [json.loads(x) for x in (tmp_path / "log.jsonl").read_text().splitlines()]
+    assert records[-1]["type"] == "stop" and records[-1]["step"] == 1
+    assert read_training_checkpoint(tmp_path / "checkpoints" / "last.pt")["step"] == 1

@@ -37,6 +37,8 @@ class TrainConfig:
     ``batch_size / world_size`` samples per step, so a run gives the same result on 1 or N processes.
     ``lr_milestones`` are fractions of the total number of steps at which the learning rate is
     multiplied by ``lr_factor`` (DEKR's 90 and 120 of 140 epochs are ``[0.643, 0.857]``).
+    ``time_limit_s`` stops training early (checkpoint and export as usual) once the loop has run
+    that long; a run that stops this way is not reproducible step for step.
     """
 
     head: str = ""
@@ -79,6 +81,7 @@ class TrainConfig:
     augment: dict[str, Any] = field(default_factory=dict)
     pipeline_kwargs: dict[str, Any] = field(default_factory=dict)
     init_weights: str | None = None
+    time_limit_s: float | None = None
 
     # ------------------------------------------------------------------ checks
     def validate(self) -> TrainConfig:
@@ -90,7 +93,7 @@ class TrainConfig:
         for name in positive:
             if getattr(self, name) <= 0:
                 raise ConfigError(f"config: {name} must be > 0, got {getattr(self, name)}")
-        for name in ("steps", "max_val_images"):
+        for name in ("steps", "max_val_images", "time_limit_s"):
             v = getattr(self, name)
             if v is not None and v <= 0:
                 raise ConfigError(f"config: {name} must be > 0 (or null), got {v}")

@@ -393,6 +393,7 @@ class Trainer:
             barrier()
 
         pbar = _progress(total_steps, step, info.is_main and cfg.progress)
+        t_loop = time.perf_counter()
         model.train()
         window_t = time.perf_counter()
         window_steps = 0
@@ -452,12 +453,21 @@ class Trainer:
                 logger.log(record)
                 pbar.set_postfix(loss=f"{record['losses']['loss']:.4g}", lr=f"{record['lr']:.2g}")
                 window_t, window_steps, loss_sums = time.perf_counter(), 0, {}
-            if (cfg.eval_every and step % cfg.eval_every == 0) or (
-                step == total_steps and self.components.evaluator is not None
-            ):
+            out_of_time = False
+            if cfg.time_limit_s is not None:
+                flag = torch.tensor([float(time.perf_counter() - t_loop >= cfg.time_limit_s)], device=info.device)
+                if info.distributed:
+                    torch.distributed.all_reduce(flag, op=torch.distributed.ReduceOp.MAX)
+                out_of_time = bool(flag.item() > 0)
+            last = step == total_steps or out_of_time
+            if (cfg.eval_every and step % cfg.eval_every == 0) or (last and self.components.evaluator is not None):
                 run_eval(step)
-            if (cfg.ckpt_every and step % cfg.ckpt_every == 0) or step == total_steps:
+            if (cfg.ckpt_every and step % cfg.ckpt_every == 0) or last:
                 save_checkpoint(step)
+            if out_of_time:
+                if info.is_main:
+                    logger.log({"type": "stop", "step": step, "reason": f"time_limit_s {cfg.time_limit_s} reached"})
+                break
         pbar.close()
 
         final = None
