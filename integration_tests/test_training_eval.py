@@ -105,3 +105,20 @@ def test_eval_model_mode_errors_are_one_line(trained: dict[str, Path], tmp_path:
     assert r.exit_code != 0 and "none.safetensors: file not found" in r.output
     r = runner.invoke(build_cli(), ["eval", "--head", "dekr", "--data", str(trained["val"])])
     assert r.exit_code != 0 and "model mode needs --backbone, --weights as well" in r.output
+
+
+def test_train_nproc_spawns_torchrun(trained: dict[str, Path], tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    out = tmp_path / "ddp"
+    cmd = [sys.executable, "-m", "bupose.core.engine", "train", "--head", "dekr", "--backbone", "hrnet_w18_small",
+           "--data", str(trained["base"] / "train"), "--out", str(out), "--nproc", "2", *SMALL,
+           "--set", "steps=1", "--set", "threads=1"]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "launching 2 processes" in proc.stderr
+    from bupose.core.engine.checkpoint import read_training_checkpoint
+
+    ckpt = read_training_checkpoint(out / "checkpoints" / "last.pt")
+    assert ckpt["world_size"] == 2 and ckpt["step"] == 1 and (out / "final.safetensors").exists()
