@@ -121,6 +121,7 @@ def test_registered_weights_specs_detect_and_convert(imagenet_w32) -> None:
     assert found is not None and found.name == "hrnet_w32_imagenet"
     converted = found.load().convert(imagenet_w32)
     assert list(converted) == list(expected_shapes("hrnet_w32"))
+    assert list(found.load()(imagenet_w32)) == list(converted)
 
     w18 = _meta_imagenet("hrnet_w18")
     found = detect_official(w18, role="backbone")

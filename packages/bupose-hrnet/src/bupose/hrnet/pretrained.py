@@ -145,6 +145,10 @@ class ImageNetHRNetConverter:
         """Bare backbone keys for the ``backbone`` preset (strict; extras dropped by name)."""
         return convert_imagenet(state_dict, self.backbone, where=f"ImageNet HRNet-W{self.width} checkpoint")
 
+    def __call__(self, state_dict: Mapping[str, Any]) -> dict[str, torch.Tensor]:
+        """Same as :meth:`convert` (a WeightsSpec factory may also be called as a function)."""
+        return self.convert(state_dict)
+
     def __repr__(self) -> str:
         return f"ImageNetHRNetConverter(width={self.width}, backbone={self.backbone!r})"
 
