@@ -24,12 +24,12 @@ DEMO_SETTINGS: dict[str, Any] = {
     "train_images": 400,
     "val_images": 50,
     "test_images": 12,
-    "train_budget_s": 300.0,
+    "train_budget_s": 380.0,
     "train": {
         "input_size": 128,
         "batch_size": 8,
         "steps": "auto",
-        "time_limit_s": 360.0,
+        "time_limit_s": 420.0,
         "lr": 2e-3,
         "lr_schedule": "multistep",
         "lr_milestones": [0.8],
@@ -162,7 +162,7 @@ def run_demo(
     return summary
 
 
-def _time_one_step(cfg: Any, repeats: int = 3) -> float:
+def _time_one_step(cfg: Any, repeats: int = 4) -> float:
     """Seconds per training step of ``cfg``'s model on one real batch (after one warm-up step)."""
     import torch
 
@@ -187,8 +187,9 @@ def _time_one_step(cfg: Any, repeats: int = 3) -> float:
         if i:
             times.append(time.perf_counter() - t)
     torch.set_rng_state(state)
-    # the loader's augmentation and encoding overlap little on 2 cores: add 10 %
-    return 1.1 * sorted(times)[len(times) // 2]
+    # the fastest repeat is the least disturbed by other load; augmentation and encoding overlap
+    # little with the network on 2 cores: add 10 %
+    return 1.1 * min(times)
 
 
 def _test_metrics(results: Path, annotations: Path) -> dict[str, float]:

@@ -1,0 +1,39 @@
+"""`bupose demo` end to end at toy size (the real settings are measured by hand: see docs/training.md)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from bupose.core.cli import build_cli
+from bupose.core.plugins import get_registry
+
+pytestmark = pytest.mark.skipif(
+    "dekr" not in get_registry().names("heads") or "hrnet_w18_small" not in get_registry().names("backbones"),
+    reason="needs bupose-dekr and bupose-hrnet",
+)
+
+
+def test_demo_writes_summary_overlays_and_contact_sheet(tmp_path: Path) -> None:
+    out = tmp_path / "demo"
+    args = ["demo", "--out", str(out), "--no-progress", "--set", "image_size=64", "--set", "train_images=8",
+            "--set", "val_images=3", "--set", "test_images=2", "--set", "train.input_size=64",
+            "--set", "train.batch_size=4", "--set", "train_budget_s=1", "--set", "train.workers=0"]
+    result = CliRunner().invoke(build_cli(), args)
+    assert result.exit_code == 0, result.output
+    summary = json.loads((out / "summary.json").read_text())
+    # "auto" steps: timed on this machine, at least the floor of 20 steps... capped by the tiny budget
+    assert summary["settings"]["train"]["steps_chosen"] == 20
+    assert summary["train_steps"] == 20
+    assert 0.0 <= summary["val_AP"] <= 1.0
+    assert set(summary["timings_s"]) == {"data_s", "train_s", "eval_s", "run_s", "total_s"}
+    assert (out / "summary.md").read_text().startswith("# bupose demo")
+    overlays = sorted((out / "test_run" / "overlays").iterdir())
+    assert len(overlays) == 2 and all(p.suffix in (".jpg", ".png") for p in overlays)
+    assert (out / "test_overlays.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert json.loads((out / "val_metrics.json").read_text())["AP"] == summary["val_AP"]
+    again = CliRunner().invoke(build_cli(), args)
+    assert again.exit_code != 0 and "already holds a demo run" in again.output
