@@ -11,6 +11,7 @@ from typing import Any
 import cv2
 import numpy as np
 
+from .builtins.layouts import get_layout
 from .poses import Poses
 from .specs import LayoutSpec
 
@@ -18,20 +19,6 @@ __all__ = ["contact_sheet", "draw_poses", "read_rgb", "save_image", "save_overla
 
 _IMAGE_EXTS = (".png", ".jpg", ".jpeg")
 
-
-def _layout(layout: LayoutSpec | str) -> LayoutSpec:
-    if isinstance(layout, LayoutSpec):
-        return layout
-    from .builtins.layouts import COCO17, CROWDPOSE14
-
-    known = {"coco17": COCO17, "ochuman": COCO17, "crowdpose14": CROWDPOSE14}
-    if layout in known:
-        return known[layout]
-    from .plugins import get_registry
-
-    spec = get_registry().get("layouts", layout)
-    assert isinstance(spec, LayoutSpec)
-    return spec
 
 
 def _as_rgb(image: np.ndarray) -> np.ndarray:
@@ -62,7 +49,7 @@ def draw_poses(
     value is ``<= joint_threshold`` are skipped (default: ``0`` for arrays — COCO v=0 — and
     no per-joint test for ``Poses``).
     """
-    spec = _layout(layout)
+    spec = get_layout(layout)
     out = _as_rgb(image)
     if isinstance(poses, Poses):
         kps, scores = poses.keypoints, poses.scores

@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from bupose.core.builtins.layouts import get_layout
 from bupose.core.poses import Poses
 from bupose.core.specs import LayoutSpec
 
@@ -33,15 +34,6 @@ TRAIN_DEFAULTS: dict[str, Any] = {
 
 _KIND_BY_LAYOUT = {"coco17": "coco", "crowdpose14": "crowdpose"}
 
-
-def _layout_spec(layout: str | LayoutSpec) -> LayoutSpec:
-    if isinstance(layout, LayoutSpec):
-        return layout
-    from bupose.core.plugins import get_registry
-
-    spec = get_registry().get("layouts", layout)
-    assert isinstance(spec, LayoutSpec)
-    return spec
 
 
 class DEKRCodec:
@@ -84,7 +76,7 @@ class DEKRCodec:
         sigma_rule_index: int = SIGMA_RULE_INDEX,
         decode_options: Mapping[str, Any] | None = None,
     ) -> None:
-        self.layout = _layout_spec(layout)
+        self.layout = get_layout(layout)
         if isinstance(input_size, (tuple, list)):
             if len(set(input_size)) != 1:
                 raise ValueError(f"DEKRCodec: the training input must be square, got {input_size}")

@@ -312,13 +312,9 @@ class DEKRDecoder:
     """
 
     def __init__(self, layout: str | LayoutSpec, **options: Any) -> None:
-        if isinstance(layout, str):
-            from bupose.core.plugins import get_registry
+        from bupose.core.builtins.layouts import get_layout
 
-            spec = get_registry().get("layouts", layout)
-            assert isinstance(spec, LayoutSpec)
-            layout = spec
-        self.layout = layout
+        layout = self.layout = get_layout(layout)
         unknown = set(options) - set(DEFAULT_OPTIONS)
         if unknown:
             raise TypeError(

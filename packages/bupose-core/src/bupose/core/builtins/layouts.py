@@ -66,6 +66,28 @@ CROWDPOSE14 = LayoutSpec(
 )
 
 
+LAYOUT_ALIASES = {"ochuman": "coco17", "coco": "coco17", "crowdpose": "crowdpose14"}
+"""Dataset names accepted where a layout name is expected."""
+
+
+def get_layout(layout: str | LayoutSpec) -> LayoutSpec:
+    """A layout by name (or alias such as ``ochuman``), or the spec itself.
+
+    Core's own layouts resolve without loading plugins; other names go through the registry.
+    """
+    if isinstance(layout, LayoutSpec):
+        return layout
+    name = LAYOUT_ALIASES.get(layout, layout)
+    builtin = {COCO17.name: COCO17, CROWDPOSE14.name: CROWDPOSE14}
+    if name in builtin:
+        return builtin[name]
+    from ..plugins import get_registry
+
+    spec = get_registry().get("layouts", name)
+    assert isinstance(spec, LayoutSpec)
+    return spec
+
+
 @hookimpl
 def bupose_register_layouts(register: Callable[[LayoutSpec], None]) -> None:
     register(COCO17)

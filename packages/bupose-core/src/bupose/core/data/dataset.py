@@ -29,6 +29,7 @@ from typing import Any
 
 import numpy as np
 
+from ..builtins.layouts import get_layout
 from ..specs import LayoutSpec
 
 __all__ = ["DatasetError", "KeypointDataset", "load_dataset", "resolve_spec"]
@@ -37,20 +38,6 @@ __all__ = ["DatasetError", "KeypointDataset", "load_dataset", "resolve_spec"]
 class DatasetError(ValueError):
     """A dataset file is malformed or an image is missing; the message names file, id and problem."""
 
-
-def _layout_spec(layout: str | LayoutSpec) -> LayoutSpec:
-    if isinstance(layout, LayoutSpec):
-        return layout
-    from ..builtins.layouts import COCO17, CROWDPOSE14
-
-    known = {"coco17": COCO17, "ochuman": COCO17, "crowdpose14": CROWDPOSE14}
-    if layout in known:
-        return known[layout]
-    from ..plugins import get_registry
-
-    spec = get_registry().get("layouts", layout)
-    assert isinstance(spec, LayoutSpec)
-    return spec
 
 
 def resolve_spec(spec: str | os.PathLike[str]) -> dict[str, Any]:
@@ -157,7 +144,7 @@ class KeypointDataset:
 
     def _infer_layout(self, data: Mapping[str, Any], layout: str | LayoutSpec | None) -> LayoutSpec:
         if layout is not None:
-            return _layout_spec(layout)
+            return get_layout(layout)
         n = None
         cats = data.get("categories")
         if isinstance(cats, list) and cats and isinstance(cats[0], Mapping) and isinstance(cats[0].get("keypoints"), list):
@@ -166,9 +153,9 @@ class KeypointDataset:
             kp = data["annotations"][0].get("keypoints")
             n = len(kp) // 3 if isinstance(kp, list) else None
         if n == 17:
-            return _layout_spec("coco17")
+            return get_layout("coco17")
         if n == 14:
-            return _layout_spec("crowdpose14")
+            return get_layout("crowdpose14")
         raise DatasetError(
             f"{self.path}: cannot infer the keypoint layout ({n} keypoints); pass layout=... explicitly"
         )
