@@ -184,6 +184,24 @@ def test_half_precision_inputs_run_in_float32(compiled):
     torch.testing.assert_close(got.float().cpu(), want, rtol=0.05, atol=0.1)
 
 
+def test_mixed_precision_inputs_as_under_autocast(compiled):
+    """bf16 activations with float32 weights (what autocast produces) run in float32, with gradients."""
+    name, device = compiled
+    args = dcn_inputs(torch.Generator().manual_seed(19))
+    want = get_impl("deform_conv2d", "reference")(**args)
+    mixed = {k: (v.to(device) if isinstance(v, torch.Tensor) else v) for k, v in args.items()}
+    mixed["input"] = mixed["input"].to(torch.bfloat16).requires_grad_()
+    mixed["weight"] = mixed["weight"].clone().requires_grad_()
+    got = get_impl("deform_conv2d", name)(**mixed)
+    assert got.dtype == torch.bfloat16
+    torch.testing.assert_close(got.float().cpu(), want, rtol=0.05, atol=0.1)
+    got.float().sum().backward()
+    assert mixed["input"].grad.dtype == torch.bfloat16
+    assert mixed["weight"].grad.dtype == torch.float32
+    with pytest.raises(TypeError, match="floating-point"):
+        get_impl("deform_conv2d", name)(**{**mixed, "offset": mixed["offset"].long()})
+
+
 def test_compiled_ops_reject_tensors_on_the_wrong_device():
     from bupose.cuda_ops.functions import deform_conv2d_cuda, ms_deform_attn_cuda
 

@@ -112,13 +112,12 @@ class _DeformConv2d(torch.autograd.Function):
 
 
 def _compute_dtype(*tensors: torch.Tensor | None) -> torch.dtype:
+    """float64 when every tensor is float64, else float32 (half/bf16 and mixed inputs, as under autocast)."""
     dtypes = {t.dtype for t in tensors if t is not None}
-    if len(dtypes) != 1:
-        raise TypeError(f"expected tensors of one dtype, got {sorted(str(d) for d in dtypes)}")
-    dtype = dtypes.pop()
-    if not dtype.is_floating_point:
-        raise TypeError(f"expected floating-point tensors, got {dtype}")
-    return dtype if dtype in (torch.float32, torch.float64) else torch.float32
+    bad = sorted(str(d) for d in dtypes if not d.is_floating_point)
+    if bad:
+        raise TypeError(f"expected floating-point tensors, got {', '.join(bad)}")
+    return torch.float64 if dtypes == {torch.float64} else torch.float32
 
 
 def _check_device(kind: str, op: str, *tensors: torch.Tensor | None) -> None:
