@@ -66,3 +66,16 @@ def test_errors_are_one_line_without_debug() -> None:
     lines = [ln for ln in proc.stderr.strip().splitlines() if ln.strip()]
     assert len(lines) == 1, proc.stderr
     assert "Traceback" not in proc.stderr
+
+
+def test_pipeline_options_parse_json_values_and_reject_bad_items() -> None:
+    import click
+    import pytest
+
+    from bupose.core.cli.run import parse_options
+
+    opts = parse_options(["match_hmp=true", "nms_thre=0.1", "max_num_people=5", "mode=fast", "x=null"])
+    assert opts == {"match_hmp": True, "nms_thre": 0.1, "max_num_people": 5, "mode": "fast", "x": None}
+    for bad in ("match_hmp", "=1", "a b=1"):
+        with pytest.raises(click.BadParameter, match="expected KEY=VALUE"):
+            parse_options([bad])

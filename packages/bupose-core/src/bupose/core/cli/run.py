@@ -19,7 +19,7 @@ from typing import Any
 import click
 import numpy as np
 
-__all__ = ["IMAGE_EXTS", "VIDEO_EXTS", "InputItem", "collect_inputs", "iter_frames", "run_command"]
+__all__ = ["IMAGE_EXTS", "VIDEO_EXTS", "InputItem", "collect_inputs", "iter_frames", "parse_options", "run_command"]
 
 IMAGE_EXTS = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp", ".ppm", ".pgm")
 VIDEO_EXTS = (".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg", ".wmv")
@@ -116,6 +116,23 @@ def _gt_ids(annotations: str) -> dict[str, Any]:
         ids[str(im["file_name"])] = im["id"]
         ids.setdefault(Path(str(im["file_name"])).name, im["id"])
     return ids
+
+
+def parse_options(items: Sequence[str], flag: str = "--option") -> dict[str, Any]:
+    """``KEY=VALUE`` strings -> a dict of head pipeline options; values are read as JSON when they
+    parse (``true``, ``3``, ``0.5``, ``null``), else kept as plain strings."""
+    options: dict[str, Any] = {}
+    for item in items:
+        key, sep, raw = item.partition("=")
+        key = key.strip()
+        if not sep or not key.isidentifier():
+            raise click.BadParameter(f"{flag} {item!r}: expected KEY=VALUE, e.g. match_hmp=true")
+        raw = raw.strip()
+        try:
+            options[key] = json.loads(raw)
+        except json.JSONDecodeError:
+            options[key] = raw
+    return options
 
 
 def _parse_scales(text: str) -> tuple[float, ...]:
@@ -233,6 +250,8 @@ class _Writer:
               help="Write overlay images/videos under OUTPUT/overlays.")
 @click.option("--vis-threshold", "vis_threshold", type=float, default=0.0, show_default=True,
               help="Person score below which overlays skip a pose.")
+@click.option("--option", "pipeline_options", multiple=True, metavar="KEY=VALUE",
+              help="Test-time option of the head's pipeline/decoder, e.g. match_hmp=true for DEKR (repeatable).")
 @click.argument("inputs", nargs=-1, required=True)
 def run_command(
     head: str,
@@ -252,6 +271,7 @@ def run_command(
     overlays: bool,
     vis_threshold: float,
     inputs: tuple[str, ...],
+    pipeline_options: tuple[str, ...] = (),
 ) -> None:
     """Estimate poses on INPUT images, folders and videos; write OUTPUT/results.json (+ overlays)."""
     import torch
@@ -282,16 +302,20 @@ def run_command(
     if layout is None:
         layout = _infer_layout(weights, registry, trust)
 
+    extra = parse_options(pipeline_options)
     options: dict[str, Any] = {"flip": flip, "scales": scale_tuple, "amp": amp}
     if input_size is not None:
         options["input_size"] = input_size
     if rescore_weights is not None:
         options["rescore_weights"] = rescore_weights
+    options.update(extra)
     try:
         estimator = load_model(head, backbone, weights, layout=layout, device=device, trust=trust, **options)
     except TypeError as exc:
         if rescore_weights is not None and "rescore_weights" in str(exc):
             raise BuposeError(f"head {head!r} does not support --rescore-weights") from exc
+        if extra:
+            raise BuposeError(f"--option {', '.join(sorted(extra))}: not accepted by head {head!r}: {exc}") from exc
         raise
     pipeline = estimator.pipeline
     estimator.model.eval()

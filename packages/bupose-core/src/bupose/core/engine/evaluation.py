@@ -123,8 +123,12 @@ def model_mode(
     engine: str = "auto",
     trust: bool = False,
     progress: bool = True,
+    pipeline_options: Mapping[str, Any] | None = None,
 ) -> dict[str, float]:
-    """``bupose eval`` model mode: run a model over a dataset, write results, print the metrics."""
+    """``bupose eval`` model mode: run a model over a dataset, write results, print the metrics.
+
+    ``pipeline_options`` are extra test-time options of the head's pipeline/decoder (e.g. DEKR's
+    ``match_hmp``)."""
     import json
     import os
 
@@ -147,9 +151,17 @@ def model_mode(
     options: dict[str, Any] = {"flip": flip, "scales": scale_tuple, "amp": amp}
     if input_size is not None:
         options["input_size"] = input_size
-    estimator = load_model(
-        head, backbone, weights, layout=dataset.layout.name, device=device, trust=trust, **options
-    )
+    options.update(pipeline_options or {})
+    try:
+        estimator = load_model(
+            head, backbone, weights, layout=dataset.layout.name, device=device, trust=trust, **options
+        )
+    except TypeError as exc:
+        if not pipeline_options:
+            raise
+        raise BuposeError(
+            f"--option {', '.join(sorted(pipeline_options))}: not accepted by head {head!r}: {exc}"
+        ) from exc
     results = predict_dataset(
         estimator, dataset, batch_size=batch_size, max_images=max_images, progress=progress
     )

@@ -80,12 +80,14 @@ def _results_mode(results: str, annotations: str, layout: str, output: str | Non
 @click.option("--save-results", "save_results", type=click.Path(dir_okay=False), default="results.json",
               show_default=True, help="Model mode: where to write the COCO results JSON.")
 @click.option("--trust-checkpoint", "trust", is_flag=True, help="Allow arbitrary pickles in --weights.")
+@click.option("--option", "pipeline_options", multiple=True, metavar="KEY=VALUE",
+              help="Model mode: test-time option of the head's pipeline/decoder, e.g. match_hmp=true (repeatable).")
 def eval_command(
     results: str | None, annotations: str | None, layout: str, output: str | None, engine: str,
     head: str | None = None, backbone: str | None = None, weights: str | None = None, data: str | None = None,
     batch_size: int = 8, device: str = "cpu", flip: bool = True, scales: str = "1",
     input_size: int | None = None, amp: bool = False, max_images: int | None = None,
-    save_results: str = "results.json", trust: bool = False,
+    save_results: str = "results.json", trust: bool = False, pipeline_options: tuple[str, ...] = (),
 ) -> None:
     """Keypoint AP/AR (COCO / OCHuman / CrowdPose) of a results file, or of a model on a dataset."""
     model_opts = {"--head": head, "--backbone": backbone, "--weights": weights, "--data": data}
@@ -95,12 +97,14 @@ def eval_command(
         missing = [k for k, v in model_opts.items() if v is None]
         if missing:
             raise click.UsageError(f"model mode needs {', '.join(missing)} as well")
+        from ..cli.run import parse_options
         from ..engine.evaluation import model_mode
 
         model_mode(
             head=str(head), backbone=str(backbone), weights=str(weights), data=str(data),
             batch_size=batch_size, device=device, flip=flip, scales=scales, input_size=input_size, amp=amp,
             max_images=max_images, save_results=save_results, output=output, engine=engine, trust=trust,
+            pipeline_options=parse_options(pipeline_options),
         )
         return
     if not results or not annotations:
