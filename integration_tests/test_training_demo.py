@@ -35,5 +35,13 @@ def test_demo_writes_summary_overlays_and_contact_sheet(tmp_path: Path) -> None:
     assert len(overlays) == 2 and all(p.suffix in (".jpg", ".png") for p in overlays)
     assert (out / "test_overlays.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert json.loads((out / "val_metrics.json").read_text())["AP"] == summary["val_AP"]
+    # the demo evaluates and runs with DEKR's official MATCH_HMP test option
+    assert summary["settings"]["test_options"] == {"match_hmp": True}
+    assert "match_hmp" in (out / "summary.md").read_text()
+    bad = CliRunner().invoke(build_cli(), [
+        "run", "--head", "dekr", "--backbone", "hrnet_w18_small", "--weights", summary["weights"],
+        "--output", str(tmp_path / "bad"), "--option", "no_such_option=1",
+        str(out / "data" / "test" / "images")])
+    assert bad.exit_code != 0 and "--option no_such_option" in bad.output and "not accepted" in bad.output
     again = CliRunner().invoke(build_cli(), args)
     assert again.exit_code != 0 and "already holds a demo run" in again.output
