@@ -21,7 +21,7 @@ people of other people's joints inside the person's box / own joints, clipped to
 
 Difficulty:
 
-- ``easy`` — 1-3 people, 64 px to 0.9x the image tall, little overlap, smooth low-contrast
+- ``easy`` — 1-3 people, 0.55x to 0.95x the image tall (at least 64 px), little overlap, smooth low-contrast
   backgrounds, no crowd regions, no occluding objects. Meant for quick training runs (DEKR with a
   small HRNet on CPU for a few minutes).
 - ``normal`` — 0-9 people from ~12 px (tiny) to 1.2x the image tall, overlaps and occlusions,
@@ -99,7 +99,7 @@ class _Settings:
 
 _SETTINGS = {
     "easy": _Settings(
-        people=(1, 3), people_p=(0.45, 0.35, 0.2), height=(0.25, 0.9), min_height_px=64,
+        people=(1, 3), people_p=(0.45, 0.35, 0.2), height=(0.55, 0.95), min_height_px=64,
         crowd_prob=0.0, clutter=(0, 2), occluders=(0, 0), lean_deg=8, spread=0.1,
         background_contrast=0.35, noise=2.0,
     ),

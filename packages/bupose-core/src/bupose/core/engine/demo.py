@@ -38,7 +38,7 @@ DEMO_SETTINGS: dict[str, Any] = {
         "ckpt_every": 100,
         "log_every": 10,
         "eval_every": 0,
-        "head_kwargs": {"offset_channels_per_joint": 8, "offset_blocks": 1},
+        "head_kwargs": {"offset_channels_per_joint": 8, "offset_blocks": 1, "offset_loss_factor": 0.1},
         "augment": {"scale_range": [0.8, 1.25], "max_rotation": 15.0, "max_translate": 10.0},
         "tensorboard": False,
     },
