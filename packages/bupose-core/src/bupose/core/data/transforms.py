@@ -109,9 +109,9 @@ class BottomUpRandomAffine:
         self.flip_prob = float(flip_prob)
         self.scale_type = scale_type
         if isinstance(layout, str):
-            from .dataset import _layout_spec
+            from ..builtins.layouts import get_layout
 
-            layout = _layout_spec(layout)
+            layout = get_layout(layout)
         self.layout = layout
         self._rng = np.random.default_rng(seed)
 
