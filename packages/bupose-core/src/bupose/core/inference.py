@@ -79,12 +79,14 @@ def load_weights(
     *,
     registry: Registry | None = None,
     trust: bool = False,
+    checkpoint: tuple[dict[str, Any], dict[str, Any]] | None = None,
 ) -> dict[str, Any]:
     """Load a bupose (safetensors) or official checkpoint into ``model``, strictly.
 
+    ``checkpoint`` is ``read_checkpoint(weights)``'s result when the caller already read the file.
     Returns the checkpoint's metadata (empty for official files).
     """
-    raw, meta = read_checkpoint(weights, trust=trust)
+    raw, meta = checkpoint if checkpoint is not None else read_checkpoint(weights, trust=trust)
     if meta:
         for field in ("head", "backbone", "layout"):
             expected = meta.get(field)
@@ -116,23 +118,6 @@ def load_weights(
     return {"official": spec.name}
 
 
-def _trained_config(weights: str | os.PathLike[str] | None) -> dict[str, Any]:
-    """The model ``config`` (head/backbone kwargs, input size) stored in a bupose safetensors file."""
-    if weights is None or not str(weights).endswith(".safetensors") or not os.path.isfile(weights):
-        return {}
-    try:
-        import json
-
-        from safetensors import safe_open
-
-        with safe_open(str(weights), framework="pt") as f:
-            meta = json.loads((f.metadata() or {}).get("bupose", "{}"))
-    except Exception:  # noqa: BLE001 - unreadable files are reported by load_weights
-        return {}
-    config = meta.get("config") if isinstance(meta, Mapping) else None
-    return dict(config) if isinstance(config, Mapping) else {}
-
-
 def load_model(
     head: str,
     backbone: str,
@@ -153,7 +138,9 @@ def load_model(
     ``pipeline_options`` go to the head's pipeline (for example ``flip=True``, ``scales=(1.0,)``).
     """
     registry = get_registry()
-    trained = _trained_config(weights)
+    checkpoint = read_checkpoint(weights, trust=trust) if weights is not None else None
+    stored = checkpoint[1].get("config") if checkpoint is not None else None
+    trained = dict(stored) if isinstance(stored, Mapping) else {}  # a bupose-trained file's model config
     if head_kwargs is None:
         head_kwargs = trained.get("head_kwargs")
     if backbone_kwargs is None:
@@ -162,7 +149,7 @@ def load_model(
         head, backbone, layout, head_kwargs=head_kwargs, backbone_kwargs=backbone_kwargs, registry=registry
     )
     if weights is not None:
-        load_weights(model, weights, registry=registry, trust=trust)
+        load_weights(model, weights, registry=registry, trust=trust, checkpoint=checkpoint)
         if "input_size" in trained:  # the input size a bupose-trained model was trained at
             model.config.setdefault("input_size", trained["input_size"])
     model.to(device).eval()
