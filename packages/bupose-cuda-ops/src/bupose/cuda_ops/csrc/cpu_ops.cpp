@@ -5,11 +5,14 @@
 #include <ATen/Parallel.h>
 
 #include "ops_math.h"
+#include "binding_shapes.h"
 
 namespace {
 
 using bupose_ops::DcnShape;
 using bupose_ops::MsdaShape;
+using bupose_ops::dcn_shape;
+using bupose_ops::msda_shape;
 
 struct PlainAdd {
   template <typename T>
@@ -21,27 +24,6 @@ void check_cpu(const at::Tensor& t, const char* name) {
   TORCH_CHECK(t.is_contiguous(), "bupose cpp op: ", name, " must be contiguous");
 }
 
-DcnShape dcn_shape(const at::Tensor& input, const at::Tensor& offset, int64_t kh, int64_t kw, int64_t sh,
-                   int64_t sw, int64_t ph, int64_t pw, int64_t dh, int64_t dw) {
-  DcnShape s{};
-  s.B = input.size(0);
-  s.C = input.size(1);
-  s.H = input.size(2);
-  s.W = input.size(3);
-  s.KH = kh;
-  s.KW = kw;
-  s.SH = sh;
-  s.SW = sw;
-  s.PH = ph;
-  s.PW = pw;
-  s.DH = dh;
-  s.DW = dw;
-  s.HO = offset.size(2);
-  s.WO = offset.size(3);
-  s.OG = offset.size(1) / (2 * kh * kw);
-  TORCH_CHECK(s.OG > 0 && s.C % s.OG == 0, "bupose cpp op: bad offset groups");
-  return s;
-}
 
 // input (B, C, H, W), offset (B, 2*OG*K, HO, WO), mask (B, OG*K, HO, WO) or empty -> (B, C, K, HO*WO)
 at::Tensor dcn_im2col(const at::Tensor& input, const at::Tensor& offset, const at::Tensor& mask, int64_t kh,
@@ -50,7 +32,7 @@ at::Tensor dcn_im2col(const at::Tensor& input, const at::Tensor& offset, const a
   check_cpu(offset, "offset");
   const bool has_mask = mask.numel() > 0;
   if (has_mask) check_cpu(mask, "mask");
-  const DcnShape s = dcn_shape(input, offset, kh, kw, sh, sw, ph, pw, dh, dw);
+  const DcnShape s = dcn_shape(input, offset, kh, kw, sh, sw, ph, pw, dh, dw, "bupose cpp op");
   auto cols = at::empty({s.B, s.C, s.K(), s.L()}, input.options());
   AT_DISPATCH_FLOATING_TYPES(input.scalar_type(), "bupose_dcn_im2col", [&] {
     const scalar_t* in = input.data_ptr<scalar_t>();
@@ -78,7 +60,7 @@ at::Tensor dcn_col2im(const at::Tensor& grad_cols, const at::Tensor& offset, con
   check_cpu(offset, "offset");
   const bool has_mask = mask.numel() > 0;
   if (has_mask) check_cpu(mask, "mask");
-  const DcnShape s = dcn_shape(input, offset, kh, kw, sh, sw, ph, pw, dh, dw);
+  const DcnShape s = dcn_shape(input, offset, kh, kw, sh, sw, ph, pw, dh, dw, "bupose cpp op");
   auto grad_input = at::zeros({s.B, s.C, s.H, s.W}, grad_cols.options());
   AT_DISPATCH_FLOATING_TYPES(grad_cols.scalar_type(), "bupose_dcn_col2im", [&] {
     const scalar_t* gc = grad_cols.data_ptr<scalar_t>();
@@ -118,7 +100,7 @@ std::vector<at::Tensor> dcn_col2im_coord(const at::Tensor& grad_cols, const at::
   check_cpu(offset, "offset");
   const bool has_mask = mask.numel() > 0;
   if (has_mask) check_cpu(mask, "mask");
-  const DcnShape s = dcn_shape(input, offset, kh, kw, sh, sw, ph, pw, dh, dw);
+  const DcnShape s = dcn_shape(input, offset, kh, kw, sh, sw, ph, pw, dh, dw, "bupose cpp op");
   auto grad_offset = at::empty_like(offset);
   auto grad_mask = has_mask ? at::empty_like(mask) : at::empty({0}, offset.options());
   AT_DISPATCH_FLOATING_TYPES(input.scalar_type(), "bupose_dcn_coord", [&] {
@@ -141,17 +123,6 @@ std::vector<at::Tensor> dcn_col2im_coord(const at::Tensor& grad_cols, const at::
   return {grad_offset, grad_mask};
 }
 
-MsdaShape msda_shape(const at::Tensor& value, const at::Tensor& shapes, const at::Tensor& loc) {
-  MsdaShape s{};
-  s.N = value.size(0);
-  s.S = value.size(1);
-  s.M = value.size(2);
-  s.D = value.size(3);
-  s.Q = loc.size(1);
-  s.L = shapes.size(0);
-  s.P = loc.size(4);
-  return s;
-}
 
 at::Tensor msda_forward(const at::Tensor& value, const at::Tensor& shapes, const at::Tensor& starts,
                         const at::Tensor& loc, const at::Tensor& attn) {

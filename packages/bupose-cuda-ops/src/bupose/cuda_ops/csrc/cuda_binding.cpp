@@ -5,11 +5,14 @@
 #include <c10/cuda/CUDAGuard.h>
 
 #include "cuda_kernels.h"
+#include "binding_shapes.h"
 
 namespace {
 
 using bupose_ops::DcnShape;
 using bupose_ops::MsdaShape;
+using bupose_ops::dcn_shape;
+using bupose_ops::msda_shape;
 
 void check_cuda(const at::Tensor& t, const char* name) {
   TORCH_CHECK(t.is_cuda(), "bupose cuda op: ", name, " must be a CUDA tensor");
@@ -22,27 +25,6 @@ void check_launch(int code, const char* what) {
 
 void* stream() { return static_cast<void*>(at::cuda::getCurrentCUDAStream().stream()); }
 
-DcnShape dcn_shape(const at::Tensor& input, const at::Tensor& offset, int64_t kh, int64_t kw, int64_t sh,
-                   int64_t sw, int64_t ph, int64_t pw, int64_t dh, int64_t dw) {
-  DcnShape s{};
-  s.B = input.size(0);
-  s.C = input.size(1);
-  s.H = input.size(2);
-  s.W = input.size(3);
-  s.KH = kh;
-  s.KW = kw;
-  s.SH = sh;
-  s.SW = sw;
-  s.PH = ph;
-  s.PW = pw;
-  s.DH = dh;
-  s.DW = dw;
-  s.HO = offset.size(2);
-  s.WO = offset.size(3);
-  s.OG = offset.size(1) / (2 * kh * kw);
-  TORCH_CHECK(s.OG > 0 && s.C % s.OG == 0, "bupose cuda op: bad offset groups");
-  return s;
-}
 
 at::Tensor dcn_im2col(const at::Tensor& input, const at::Tensor& offset, const at::Tensor& mask, int64_t kh,
                       int64_t kw, int64_t sh, int64_t sw, int64_t ph, int64_t pw, int64_t dh, int64_t dw) {
@@ -51,7 +33,7 @@ at::Tensor dcn_im2col(const at::Tensor& input, const at::Tensor& offset, const a
   const bool has_mask = mask.numel() > 0;
   if (has_mask) check_cuda(mask, "mask");
   const c10::cuda::CUDAGuard guard(input.device());
-  const DcnShape s = dcn_shape(input, offset, kh, kw, sh, sw, ph, pw, dh, dw);
+  const DcnShape s = dcn_shape(input, offset, kh, kw, sh, sw, ph, pw, dh, dw, "bupose cuda op");
   auto cols = at::empty({s.B, s.C, s.K(), s.L()}, input.options());
   AT_DISPATCH_FLOATING_TYPES(input.scalar_type(), "bupose_dcn_im2col_cuda", [&] {
     check_launch(bupose_ops::dcn_im2col_cuda<scalar_t>(s, input.data_ptr<scalar_t>(), offset.data_ptr<scalar_t>(),
@@ -70,7 +52,7 @@ at::Tensor dcn_col2im(const at::Tensor& grad_cols, const at::Tensor& offset, con
   const bool has_mask = mask.numel() > 0;
   if (has_mask) check_cuda(mask, "mask");
   const c10::cuda::CUDAGuard guard(grad_cols.device());
-  const DcnShape s = dcn_shape(input, offset, kh, kw, sh, sw, ph, pw, dh, dw);
+  const DcnShape s = dcn_shape(input, offset, kh, kw, sh, sw, ph, pw, dh, dw, "bupose cuda op");
   auto grad_input = at::zeros({s.B, s.C, s.H, s.W}, grad_cols.options());
   AT_DISPATCH_FLOATING_TYPES(grad_cols.scalar_type(), "bupose_dcn_col2im_cuda", [&] {
     check_launch(bupose_ops::dcn_col2im_cuda<scalar_t>(s, grad_cols.data_ptr<scalar_t>(),
@@ -92,7 +74,7 @@ std::vector<at::Tensor> dcn_col2im_coord(const at::Tensor& grad_cols, const at::
   const bool has_mask = mask.numel() > 0;
   if (has_mask) check_cuda(mask, "mask");
   const c10::cuda::CUDAGuard guard(input.device());
-  const DcnShape s = dcn_shape(input, offset, kh, kw, sh, sw, ph, pw, dh, dw);
+  const DcnShape s = dcn_shape(input, offset, kh, kw, sh, sw, ph, pw, dh, dw, "bupose cuda op");
   auto grad_offset = at::empty_like(offset);
   auto grad_mask = has_mask ? at::empty_like(mask) : at::empty({0}, offset.options());
   AT_DISPATCH_FLOATING_TYPES(input.scalar_type(), "bupose_dcn_coord_cuda", [&] {
@@ -105,17 +87,6 @@ std::vector<at::Tensor> dcn_col2im_coord(const at::Tensor& grad_cols, const at::
   return {grad_offset, grad_mask};
 }
 
-MsdaShape msda_shape(const at::Tensor& value, const at::Tensor& shapes, const at::Tensor& loc) {
-  MsdaShape s{};
-  s.N = value.size(0);
-  s.S = value.size(1);
-  s.M = value.size(2);
-  s.D = value.size(3);
-  s.Q = loc.size(1);
-  s.L = shapes.size(0);
-  s.P = loc.size(4);
-  return s;
-}
 
 at::Tensor msda_forward(const at::Tensor& value, const at::Tensor& shapes, const at::Tensor& starts,
                         const at::Tensor& loc, const at::Tensor& attn) {
