@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from bupose.core.builtins.layouts import COCO17
+from bupose.core.layouts import COCO17
 from bupose.core.data.transforms import BottomUpRandomAffine, affine_matrix, to_tensor
 
 GOLDEN = Path(__file__).parent / "data" / "golden" / "dekr"  # copied from /work/shared/golden/dekr

@@ -11,7 +11,7 @@ from typing import Any
 import cv2
 import numpy as np
 
-from .builtins.layouts import get_layout
+from .layouts import get_layout
 from .poses import Poses
 from .specs import LayoutSpec
 
