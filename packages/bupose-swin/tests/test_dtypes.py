@@ -64,3 +64,11 @@ def test_bf16_autocast_training_step() -> None:
     ):
         assert p.grad is not None and p.grad.dtype == torch.float32 and torch.isfinite(p.grad).all()
         assert p.grad.abs().sum() > 0
+
+
+def test_a_model_cast_to_bf16_runs_in_bf16() -> None:
+    torch.manual_seed(0)
+    model = build_backbone("swin_t").eval().to(torch.bfloat16)
+    with torch.no_grad():
+        out = model(torch.randn(1, 3, 40, 56, dtype=torch.bfloat16))
+    assert all(v.dtype == torch.bfloat16 and torch.isfinite(v).all() for v in out.values())

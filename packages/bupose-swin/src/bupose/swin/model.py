@@ -167,19 +167,25 @@ class WindowAttention(nn.Module):
         return bias.view(n, n, self.num_heads).permute(2, 0, 1)
 
     def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
-        """Windows (B * windows, N, C), ``mask`` (windows, N, N) or None -> (B * windows, N, C)."""
+        """Windows (B * windows, N, C), ``mask`` (windows, N, N) or None -> (B * windows, N, C).
+
+        The logits are computed in the official order (q scaled first, then q·k, + bias, + mask);
+        that is also faster on the CPU than ``scaled_dot_product_attention`` for these small windows.
+        """
         bw, n, c = x.shape
-        qkv = self.qkv(x).view(bw, n, 3, self.num_heads, c // self.num_heads).permute(2, 0, 3, 1, 4)
+        heads = self.num_heads
+        qkv = self.qkv(x).view(bw, n, 3, heads, c // heads).permute(2, 0, 3, 1, 4)
         q, k, v = qkv.unbind(0)  # (B * windows, heads, N, head_dim)
-        bias = self.relative_position_bias()
+        attn = (q * (c // heads) ** -0.5) @ k.transpose(-2, -1)
+        attn = attn + self.relative_position_bias().unsqueeze(0)
         if mask is not None:
             windows = mask.shape[0]
-            bias = bias.unsqueeze(0) + mask.unsqueeze(1).to(bias.dtype)  # (windows, heads, N, N)
-            q, k, v = (t.view(bw // windows, windows, self.num_heads, n, -1) for t in (q, k, v))
-        out = F.scaled_dot_product_attention(
-            q, k, v, attn_mask=bias.to(q.dtype), dropout_p=self.attn_drop if self.training else 0.0
-        )
-        out = out.reshape(bw, self.num_heads, n, -1).transpose(1, 2).reshape(bw, n, c)
+            attn = attn.view(bw // windows, windows, heads, n, n) + mask[None, :, None].to(attn.dtype)
+            attn = attn.view(bw, heads, n, n)
+        attn = attn.softmax(dim=-1)
+        if self.training and self.attn_drop > 0:
+            attn = F.dropout(attn, self.attn_drop)
+        out = (attn @ v).transpose(1, 2).reshape(bw, n, c)
         return self.proj(out)
 
     def _load_from_state_dict(
