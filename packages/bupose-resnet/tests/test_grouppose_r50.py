@@ -82,3 +82,16 @@ def test_c5_matches_in_channels_last(r50) -> None:
         r50.to(memory_format=torch.contiguous_format)
     assert out["c5"].is_contiguous(memory_format=torch.channels_last)
     assert_rel_close(out["c5"], ref, "C5 (layer4), channels_last")
+
+
+def test_trainable_batchnorm_with_zero_counters_gives_the_same_c5() -> None:
+    """The default ``resnet50`` (nn.BatchNorm2d, eval) takes the frozen layout plus zero step counters."""
+    sd = recipe_backbone_state_dict()
+    for key in [k for k in sd if k.endswith("running_var")]:
+        sd[key.removesuffix("running_var") + "num_batches_tracked"] = torch.tensor(0)
+    backbone = build_backbone("resnet50").eval()
+    load_state_dict_strict(backbone, sd, "frozen layout + counters")
+    ref = load_fixture("grouppose/forward_r50_coco_backbone.pt")["intermediate/backbone/last_feature"]
+    with torch.no_grad():
+        out = backbone(forward_input())
+    assert_rel_close(out["c5"], ref, "C5 (layer4), nn.BatchNorm2d in eval")
