@@ -14,7 +14,7 @@ common parts (layout lookup, square input size, the sample-key check, input -> i
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Protocol, runtime_checkable
 
@@ -32,16 +32,26 @@ class MissingSampleKeyError(ValueError):
     """An augmented sample lacks a key the codec's ``encode`` needs (one line naming it)."""
 
 
-@dataclass
-class Encoded:
+@dataclass(eq=False)
+class Encoded(Mapping[str, torch.Tensor]):
     """The targets of one augmented sample.
 
     ``dense`` fixed-shape tensors (stacked over the batch into ``Batch.targets``); ``instances``
     per-person tensors with the number of people first (kept per image in ``Batch.instances``).
+    As a mapping, an ``Encoded`` reads its dense targets (``enc["heatmap"]``, ``set(enc)``).
     """
 
     dense: dict[str, torch.Tensor]
     instances: dict[str, torch.Tensor] = field(default_factory=dict)
+
+    def __getitem__(self, name: str) -> torch.Tensor:
+        return self.dense[name]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.dense)
+
+    def __len__(self) -> int:
+        return len(self.dense)
 
 
 @runtime_checkable
