@@ -43,7 +43,7 @@ def test_collate_stacks_dense_keeps_instances_per_image() -> None:
 
 def test_collate_rejects_a_field_that_is_neither() -> None:
     item = dict(_item(1), boxes=torch.zeros(1, 4))
-    with pytest.raises(ValueError, match="'boxes'.*neither") as e:
+    with pytest.raises(ValueError, match=r"'boxes'.*neither") as e:
         collate([_item(1), item])
     assert "\n" not in str(e.value)
 
@@ -156,7 +156,7 @@ def test_encoded_dataset_errors() -> None:
         ds[(0, 0)]
     ds = EncodedDataset(tiny.TinyDataset(n=2), transform=None, encode=lambda s: {"heatmap": torch.zeros(1)},
                         to_tensor=tiny.to_tensor)
-    with pytest.raises(TypeError, match="must return a bupose.core.codec.Encoded"):
+    with pytest.raises(TypeError, match=r"must return a bupose\.core\.codec\.Encoded"):
         ds[(0, 0)]
 
 

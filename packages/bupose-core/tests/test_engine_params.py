@@ -78,7 +78,7 @@ def test_groups_and_learning_rates_as_declared() -> None:
 
 def test_rule_errors_are_one_line() -> None:
     model = ruled_model()
-    with pytest.raises(ConfigError, match="'head.nothing.' match no parameter"):
+    with pytest.raises(ConfigError, match=r"'head\.nothing\.' match no parameter"):
         plan_param_groups(model, [ParamGroupRule("head.nothing.")], lr=1.0, weight_decay=0.0)
     with pytest.raises(ConfigError, match="every parameter of the model is frozen"):
         plan_param_groups(model, [ParamGroupRule("backbone.", frozen=True), ParamGroupRule("head.", frozen=True)],

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
+from typing import Any, ClassVar
 
 import torch
 from torch import nn
@@ -41,7 +42,7 @@ class ExampleHeatmapHead(Head):
     affine), Adam 1e-3 with a cosine schedule, one parameter group.
     """
 
-    train_defaults = {"optimizer": "adam", "lr": 1e-3, "lr_schedule": "cosine"}
+    train_defaults: ClassVar[Mapping[str, Any]] = {"optimizer": "adam", "lr": 1e-3, "lr_schedule": "cosine"}
 
     def __init__(self, input_shapes: Mapping[str, FeatureShape], layout: LayoutSpec, hidden: int = 32) -> None:
         super().__init__(input_shapes, layout)

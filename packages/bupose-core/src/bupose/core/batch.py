@@ -62,12 +62,13 @@ class Batch:
             shape = tuple(self.images.shape) if isinstance(self.images, torch.Tensor) else type(self.images).__name__
             raise ValueError(f"Batch.images must be a (B, 3, H, W) tensor, got {shape}")
         b, _, h, w = self.images.shape
-        if self.pad_mask is not None:
-            if self.pad_mask.dtype != torch.bool or tuple(self.pad_mask.shape) != (b, h, w):
-                raise ValueError(
-                    f"Batch.pad_mask must be a ({b}, {h}, {w}) bool tensor (True = padding), got "
-                    f"{self.pad_mask.dtype} {tuple(self.pad_mask.shape)}"
-                )
+        if self.pad_mask is not None and (
+            self.pad_mask.dtype != torch.bool or tuple(self.pad_mask.shape) != (b, h, w)
+        ):
+            raise ValueError(
+                f"Batch.pad_mask must be a ({b}, {h}, {w}) bool tensor (True = padding), got "
+                f"{self.pad_mask.dtype} {tuple(self.pad_mask.shape)}"
+            )
         if not self.metas:
             self.metas = [{"image_hw": (h, w), "input_hw": (h, w), "flipped": False} for _ in range(b)]
         else:

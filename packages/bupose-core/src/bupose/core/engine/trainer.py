@@ -26,6 +26,8 @@ import numpy as np
 import torch
 from torch import nn
 
+from ..batch import Batch, collate
+from ..codec import Encoded
 from ..model import PoseModel
 from ..weights import save_safetensors
 from .checkpoint import (
@@ -36,8 +38,6 @@ from .checkpoint import (
     write_training_checkpoint,
 )
 from .config import ConfigError, TrainConfig
-from ..batch import Batch, collate
-from ..codec import Encoded
 from .data import EncodedDataset, StepBatchSampler
 from .distributed import DistInfo, all_gather_objects, barrier, init_distributed
 from .ema import ModelEMA
