@@ -12,6 +12,7 @@ to the checkpoint).
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import math
 import os
@@ -83,7 +84,9 @@ class TrainComponents:
     ``train_set[i]`` gives raw samples; ``transform`` augments; ``encode`` makes targets (an
     :class:`~bupose.core.codec.Encoded`); ``sample_keys`` are the keys ``encode`` reads (checked on
     every augmented sample); ``to_tensor`` makes the network input; ``evaluator(model)`` returns
-    metrics (run on rank 0); ``train_defaults`` are the head's optimiser defaults.
+    metrics (run on rank 0); ``train_defaults`` are the head's optimiser defaults;
+    ``size_divisibility`` is the multiple :func:`~bupose.core.batch.collate` pads images to (1:
+    images of one size are stacked unpadded).
     """
 
     model_factory: Callable[[], PoseModel]
@@ -94,6 +97,7 @@ class TrainComponents:
     evaluator: Callable[[PoseModel], Mapping[str, float]] | None = None
     train_defaults: Mapping[str, Any] = field(default_factory=dict)
     sample_keys: tuple[str, ...] = ()
+    size_divisibility: int = 1
 
 
 @dataclass
@@ -355,7 +359,7 @@ class Trainer:
             train_set,
             batch_sampler=sampler,
             num_workers=cfg.workers,
-            collate_fn=collate,
+            collate_fn=functools.partial(collate, size_divisibility=self.components.size_divisibility),
             pin_memory=info.device.type == "cuda",
             generator=torch.Generator().manual_seed(cfg.seed),
             worker_init_fn=_worker_init,

@@ -3,7 +3,7 @@
 Usage in a plugin's tests (the pytest plugin ``bupose.core.testing.pytest_plugin`` is registered
 automatically through the ``pytest11`` entry point)::
 
-    from bupose.core.testing import BackboneContract, HeadContract
+    from bupose.core.testing import BackboneContract, CodecContract, HeadContract
 
     class TestMyBackbone(BackboneContract):
         backbone_name = "my_backbone"
@@ -11,6 +11,9 @@ automatically through the ``pytest11`` entry point)::
     class TestMyHead(HeadContract):
         head_name = "my_head"
         backbone_name = "hrnet_w18_small"   # any registered backbone
+
+    class TestMyCodec(CodecContract):
+        head_name = "my_head"               # the codec named by the head's spec
 
 Class attributes configure the suites; override the ``make_*`` methods for anything special.
 """
@@ -276,7 +279,7 @@ class HeadContract:
         rules = model.param_group_rules()
         assert all(isinstance(r, ParamGroupRule) for r in rules)
         # every rule's prefix matches part of the model (plan_param_groups raises on one that does not)
-        plan = plan_param_groups(self.make_model(), rules, lr=1e-3, weight_decay=0.0)
+        plan = plan_param_groups(model, rules, lr=1e-3, weight_decay=0.0)
         assert plan.groups
 
     def test_outputs_match_codec_targets(self, model: PoseModel) -> None:
