@@ -136,7 +136,7 @@ class DEKRCodec(BaseCodec):
         for name, arr in (("iscrowd", iscrowd), ("num_keypoints", nkp), ("areas", ann_area)):
             if arr.shape[0] != n:
                 raise ValueError(f"sample {name!r} has {arr.shape[0]} entries for {n} persons")
-        keep = (iscrowd == 0) | (nkp > 0)
+        keep = self._kept(sample)
         kp, ann_area = kp[keep], ann_area[keep]
         at = at[keep] if at is not None else None
         n = kp.shape[0]
