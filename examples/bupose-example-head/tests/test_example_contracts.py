@@ -2,10 +2,7 @@
 
 from __future__ import annotations
 
-import numpy as np
-
 from bupose.core import get_registry
-from bupose.core.poses import Poses
 from bupose.core.testing import BackboneContract, CodecContract, HeadContract
 
 
@@ -25,19 +22,14 @@ class TestExampleHeadCrowdPose(HeadContract):
 
 
 class TestExampleCodec(CodecContract):
+    head_name = "example"
+    num_people = 1  # a single-person head
     tolerance_px = 1.0
 
-    def make_codec(self):
-        from bupose_example_head.codec import ExampleHeatmapCodec
 
-        return ExampleHeatmapCodec(get_registry().get("layouts", self.layout))
-
-    def make_people(self) -> list[np.ndarray]:
-        return super().make_people()[:1]  # a single-person head
-
-    def encode_decode(self, codec, people) -> Poses:
-        targets = codec.encode(np.stack(people), (16, 16))
-        return codec.decode(targets["heatmap"][None])[0]
+class TestExampleCodecCrowdPose(TestExampleCodec):
+    layout = "crowdpose14"
+    input_size = 96
 
 
 def test_found_through_entry_point() -> None:

@@ -15,6 +15,8 @@ import numpy as np
 import torch
 from torch import nn
 
+from bupose.core.batch import Batch
+from bupose.core.codec import BaseCodec, Encoded
 from bupose.core.model import Backbone, Head, PoseModel
 from bupose.core.specs import FeatureShape, LayoutSpec
 
@@ -53,28 +55,37 @@ class TinyBackbone(Backbone):
 class TinyHead(Head):
     """A 1x1 convolution to one heatmap per keypoint; mean-squared-error loss."""
 
+    train_defaults: Mapping[str, Any] = {"optimizer": "adam", "lr": 5e-3, "lr_schedule": "multistep",
+                                         "lr_milestones": [0.5], "lr_factor": 0.1}
+
     def __init__(self, input_shapes: Mapping[str, FeatureShape], layout: LayoutSpec) -> None:
         super().__init__(input_shapes, layout)
         self.conv = nn.Conv2d(input_shapes["s4"].channels, layout.num_keypoints, 1)
 
-    def forward(self, features: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    def forward(self, features: Mapping[str, torch.Tensor], batch: Batch | None = None) -> dict[str, torch.Tensor]:
         return {"heatmap": self.conv(features["s4"])}
 
-    def loss(self, outputs: Mapping[str, torch.Tensor], targets: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-        return {"heatmap": ((outputs["heatmap"] - targets["heatmap"]) ** 2).mean() * 100}
+    def loss(self, outputs: Mapping[str, torch.Tensor], batch: Batch) -> dict[str, torch.Tensor]:
+        return {"heatmap": ((outputs["heatmap"] - batch.targets["heatmap"]) ** 2).mean() * 100}
 
 
-class TinyCodec:
-    """Gaussian heatmaps at stride 4."""
+class TinyCodec(BaseCodec):
+    """Gaussian heatmaps at stride 4 (encode only: decode is not needed by the engine tests)."""
 
-    train_defaults: Mapping[str, Any] = {"optimizer": "adam", "lr": 5e-3, "lr_schedule": "multistep",
-                                         "lr_milestones": [0.5], "lr_factor": 0.1}
+    sample_keys = ("keypoints",)
+    output_fields = ("heatmap",)
 
     def __init__(self, size: int = SIZE, sigma: float = 1.0, *, layout: Any = None, input_size: int | None = None) -> None:
+        super().__init__(TINY_LAYOUT if layout is None else layout, input_size or size)
         self.size = input_size or size
         self.sigma = sigma
 
-    def encode(self, sample: Mapping[str, Any]) -> dict[str, torch.Tensor]:
+    def output_sizes(self, input_size: int | tuple[int, int] | None = None) -> dict[str, tuple[int, int]]:
+        s = int(input_size if isinstance(input_size, int) else self.size) // STRIDE
+        return {"1/4": (s, s)}
+
+    def encode(self, sample: Mapping[str, Any]) -> Encoded:
+        self.check_sample(sample)
         h = self.size // STRIDE
         ys, xs = np.mgrid[0:h, 0:h].astype(np.float32)
         kps = np.asarray(sample["keypoints"], dtype=np.float32)
@@ -84,7 +95,7 @@ class TinyCodec:
                 if v > 0:
                     g = np.exp(-((xs - x / STRIDE) ** 2 + (ys - y / STRIDE) ** 2) / (2 * self.sigma**2))
                     hm[j] = np.maximum(hm[j], g)
-        return {"heatmap": torch.from_numpy(hm)}
+        return Encoded(dense={"heatmap": torch.from_numpy(hm)}, instances={"keypoints": torch.from_numpy(kps)})
 
 
 class TinyDataset:
@@ -156,7 +167,8 @@ def make_components(dropout: float = 0.0, with_eval: bool = False, n: int = 32) 
         to_tensor=to_tensor,
         transform=tiny_flip,
         evaluator=heatmap_ap if with_eval else None,
-        train_defaults=TinyCodec.train_defaults,
+        train_defaults=TinyHead.train_defaults,
+        sample_keys=codec.sample_keys,
     )
 
 

@@ -39,7 +39,7 @@ class TinyHead(Head):
     def __init__(self, input_shapes, layout):
         super().__init__(input_shapes, layout)
         self.out = nn.Conv2d(input_shapes["s4"].channels, layout.num_keypoints, 1)
-    def forward(self, f):
+    def forward(self, f, batch=None):
         return {"heatmap": self.out(f["s4"])}
 
 @hookimpl

@@ -110,7 +110,7 @@ def test_default_collate_and_training_step() -> None:
         opt.step()
         losses.append(total.item())
     assert losses[-1] < 0.5 * losses[0]
-    assert DEKRCodec.train_defaults["lr"] == 1e-3
+    assert DEKRHead.train_defaults["lr"] == 1e-3
 
 
 def _official_affine(center: tuple[float, float], scale: float, res: int, rot: float) -> np.ndarray:

@@ -38,7 +38,7 @@ class ExamplePipeline(Pipeline):
         mean = torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1)
         std = torch.tensor(IMAGENET_STD).view(1, 3, 1, 1)
         x = ((x - mean) / std).to(self.device)
-        poses = self.codec.decode(self.model(x)["heatmap"].cpu())
+        poses = self.codec.decode({"heatmap": self.model(x)["heatmap"].cpu()}, [{} for _ in images])
         for p, scale in zip(poses, scales, strict=True):
             p.keypoints[:, :, :2] /= scale
         return poses

@@ -34,6 +34,12 @@ _LAZY = {
     "Backbone": "bupose.core.model",
     "Head": "bupose.core.model",
     "PoseModel": "bupose.core.model",
+    "ParamGroupRule": "bupose.core.model",
+    "Batch": "bupose.core.batch",
+    "collate": "bupose.core.batch",
+    "Codec": "bupose.core.codec",
+    "BaseCodec": "bupose.core.codec",
+    "Encoded": "bupose.core.codec",
     "load_model": "bupose.core.inference",
     "Estimator": "bupose.core.inference",
     "Pipeline": "bupose.core.inference",
@@ -56,8 +62,10 @@ __all__ = [
 ]
 
 if TYPE_CHECKING:  # pragma: no cover
+    from .batch import Batch, collate
+    from .codec import BaseCodec, Codec, Encoded
     from .inference import Estimator, Pipeline, load_model
-    from .model import Backbone, Head, PoseModel, build_backbone, build_head, build_model
+    from .model import Backbone, Head, ParamGroupRule, PoseModel, build_backbone, build_head, build_model
     from .ops import get_op
     from .plugins import UnknownComponentError, get_registry, reset_registry
     from .poses import Poses

@@ -7,18 +7,23 @@ outputs (``Backbone.output_shape()``), and they meet only here.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, ClassVar
 
 import torch
 from torch import nn
 
+from .batch import Batch
 from .plugins import Registry, get_registry
 from .specs import BackboneSpec, FeatureShape, HeadSpec, LayoutSpec
 
 __all__ = [
+    "DEFAULT_AUGMENTATION",
+    "TRAIN_DEFAULT_KEYS",
     "Backbone",
     "Head",
     "LayoutMismatchError",
+    "ParamGroupRule",
     "PoseModel",
     "build_backbone",
     "build_head",
@@ -42,26 +47,85 @@ class Backbone(nn.Module):
         raise NotImplementedError
 
 
+DEFAULT_AUGMENTATION = "bupose.core.data.transforms:BottomUpRandomAffine"
+"""The training augmentation a head gets unless it names another (the bottom-up random affine + flip)."""
+
+TRAIN_DEFAULT_KEYS = ("optimizer", "lr", "weight_decay", "lr_schedule", "lr_milestones", "lr_factor")
+"""The keys a head's ``train_defaults`` may set (the same-named ``TrainConfig`` settings win)."""
+
+
+@dataclass(frozen=True)
+class ParamGroupRule:
+    """How the optimiser treats the parameters whose PoseModel name starts with ``prefix``
+    (``"backbone."``, ``"head.transformer."``); the first matching rule wins.
+
+    ``lr_scale`` multiplies the run's learning rate; ``weight_decay`` replaces the run's weight
+    decay (``None``: keep it); ``frozen`` removes the parameters from training
+    (``requires_grad=False``); ``freeze_bn`` keeps the batch-norm layers under ``prefix`` in eval
+    mode during training (running statistics fixed) and freezes their affine parameters.
+    """
+
+    prefix: str
+    lr_scale: float = 1.0
+    weight_decay: float | None = None
+    frozen: bool = False
+    freeze_bn: bool = False
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.prefix, str) or not self.prefix:
+            raise ValueError(f"ParamGroupRule: prefix must be a non-empty string, got {self.prefix!r}")
+        if not self.lr_scale > 0:
+            raise ValueError(f"ParamGroupRule {self.prefix!r}: lr_scale must be > 0, got {self.lr_scale}")
+        if self.weight_decay is not None and self.weight_decay < 0:
+            raise ValueError(f"ParamGroupRule {self.prefix!r}: weight_decay must be >= 0, got {self.weight_decay}")
+
+    def matches(self, name: str) -> bool:
+        """Whether the parameter (or ``module_name + "."``) ``name`` falls under this rule."""
+        return name.startswith(self.prefix)
+
+
 class Head(nn.Module):
     """A pose head: named feature maps in, named output fields out.
 
     Subclasses are built as ``Head(input_shapes, layout, **kwargs)`` and implement ``forward``
-    (features -> dict of output tensors) and ``loss`` (outputs, targets -> dict of named scalar
-    losses whose sum is optimised; the key ``"loss"`` must not be used).
+    (features [+ the :class:`~bupose.core.batch.Batch`] -> dict of output tensors) and ``loss``
+    (outputs, batch -> dict of named scalar losses whose sum is optimised; the key ``"loss"`` must
+    not be used).
+
+    Training pieces a head declares as class attributes (read without building the head):
+
+    - ``augmentation``: ``"module:attr"`` of the training transform factory, called as
+      ``factory(input_size, layout=LayoutSpec, output_sizes=codec.output_sizes(input_size),
+      **TrainConfig.augment)`` and returning ``transform(sample, rng=...)`` (default: core's
+      ``BottomUpRandomAffine``);
+    - ``train_defaults``: optimiser and schedule defaults (keys of :data:`TRAIN_DEFAULT_KEYS`);
+    - :meth:`param_group_rules`: per-module learning rates, frozen parts and frozen batch norm.
     """
+
+    augmentation: ClassVar[str] = DEFAULT_AUGMENTATION
+    train_defaults: ClassVar[Mapping[str, Any]] = {}
 
     def __init__(self, input_shapes: Mapping[str, FeatureShape], layout: LayoutSpec) -> None:
         super().__init__()
         self.input_shapes = dict(input_shapes)
         self.layout = layout
 
-    def forward(self, features: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:  # pragma: no cover
+    def forward(
+        self, features: Mapping[str, torch.Tensor], batch: Batch | None = None
+    ) -> dict[str, torch.Tensor]:  # pragma: no cover - abstract
+        """Output fields from the backbone's features; ``batch`` carries the pad mask, metas and (in
+        training) the instances."""
         raise NotImplementedError
 
     def loss(
-        self, outputs: Mapping[str, torch.Tensor], targets: Mapping[str, torch.Tensor]
+        self, outputs: Mapping[str, torch.Tensor], batch: Batch
     ) -> dict[str, torch.Tensor]:  # pragma: no cover - abstract
+        """Named scalar losses of ``outputs`` against ``batch.targets`` / ``batch.instances``."""
         raise NotImplementedError
+
+    def param_group_rules(self) -> list[ParamGroupRule]:
+        """Optimiser rules over PoseModel parameter names (first match wins); none by default."""
+        return []
 
 
 def concat_at_finest(features: Mapping[str, torch.Tensor], names: list[str]) -> torch.Tensor:
@@ -101,14 +165,20 @@ class PoseModel(nn.Module):
         self.layout = layout
         self.config: dict[str, Any] = dict(config or {})
 
-    def forward(self, images: torch.Tensor) -> dict[str, torch.Tensor]:
-        """Normalised images (B,3,H,W) -> the head's output fields."""
-        return self.head(self.backbone(images))
+    def forward(self, batch: Batch | torch.Tensor) -> dict[str, torch.Tensor]:
+        """A :class:`~bupose.core.batch.Batch` (or normalised images (B,3,H,W), wrapped as
+        ``Batch(images=x)``) -> the head's output fields."""
+        if isinstance(batch, torch.Tensor):
+            batch = Batch(images=batch)
+        return self.head(self.backbone(batch.images), batch)
 
-    def loss(
-        self, outputs: Mapping[str, torch.Tensor], targets: Mapping[str, torch.Tensor]
-    ) -> dict[str, torch.Tensor]:
-        return self.head.loss(outputs, targets)
+    def loss(self, outputs: Mapping[str, torch.Tensor], batch: Batch) -> dict[str, torch.Tensor]:
+        """The head's named losses of ``outputs`` against ``batch``."""
+        return self.head.loss(outputs, batch)
+
+    def param_group_rules(self) -> list[ParamGroupRule]:
+        """The head's optimiser rules (over this model's parameter names)."""
+        return list(self.head.param_group_rules())
 
     def metadata(self) -> dict[str, Any]:
         """What a checkpoint needs to rebuild this model."""

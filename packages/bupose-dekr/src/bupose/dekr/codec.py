@@ -1,9 +1,11 @@
 """DEKRCodec: training targets from augmented samples (encode) and poses from outputs (decode).
 
-``encode`` turns one augmented sample into the official DEKR targets with the functions of
-:mod:`bupose.dekr.targets` (the same code the golden target fixture checks); ``decode`` delegates to
-:class:`bupose.dekr.decode.DEKRDecoder`. Batching the targets is plain ``default_collate`` of the
-dict: every field has a fixed shape for a given input size.
+Implements core's :class:`bupose.core.codec.Codec`. ``encode`` turns one augmented sample into the
+official DEKR targets with the functions of :mod:`bupose.dekr.targets` (the same code the golden
+target fixture checks) plus the kept people as instances; every dense field has a fixed shape for a
+given input size. ``decode`` runs :class:`bupose.dekr.decode.DEKRDecoder` (``codec.decoder``) on
+batched single-scale, no-flip outputs; pipelines doing flip / multi-scale use ``codec.decoder``
+directly.
 """
 
 from __future__ import annotations
@@ -14,29 +16,18 @@ from typing import Any
 import numpy as np
 import torch
 
-from bupose.core.layouts import get_layout
+from bupose.core.codec import BaseCodec, Encoded, image_points, input_hw_of
 from bupose.core.poses import Poses
 from bupose.core.specs import LayoutSpec
 
 from .targets import SIGMA_RULE_INDEX, encode_targets, person_area
 
-__all__ = ["TRAIN_DEFAULTS", "DEKRCodec"]
-
-TRAIN_DEFAULTS: dict[str, Any] = {
-    "optimizer": "adam",
-    "lr": 1e-3,
-    "weight_decay": 0.0,
-    "lr_schedule": "multistep",
-    "lr_milestones": [90 / 140, 120 / 140],
-    "lr_factor": 0.1,
-}
-"""The official COCO schedule (Adam 1e-3, x0.1 at epochs 90 and 120 of 140) as fractions of the run."""
+__all__ = ["DEKRCodec"]
 
 _KIND_BY_LAYOUT = {"coco17": "coco", "crowdpose14": "crowdpose"}
 
 
-
-class DEKRCodec:
+class DEKRCodec(BaseCodec):
     """Encode augmented samples into DEKR targets; decode network outputs into poses.
 
     ``input_size`` is the square training input S (official 512 for W32, 640 for W48); targets are
@@ -58,9 +49,15 @@ class DEKRCodec:
     zero centre row, the 32² small-person test on the annotation area, the image-origin centre of a
     person without labelled joints) are evaluated in image pixels through ``matrix``; without it
     they are evaluated in the input frame (identical for an identity or pure-scaling augmentation).
+
+    ``encode`` returns dense ``heatmap``, ``heatmap_weight``, ``offset``, ``offset_weight`` at
+    ``output_sizes()["1/<stride>"]`` and instances ``keypoints`` (N, J, 3) in input pixels and
+    ``areas`` (N,) of the people kept (crowd entries without keypoints dropped); ``heatmap`` and
+    ``offset`` are the ideal network outputs (``output_fields``).
     """
 
-    train_defaults: Mapping[str, Any] = TRAIN_DEFAULTS
+    sample_keys = ("keypoints",)
+    output_fields = ("heatmap", "offset")
 
     def __init__(
         self,
@@ -76,7 +73,7 @@ class DEKRCodec:
         sigma_rule_index: int = SIGMA_RULE_INDEX,
         decode_options: Mapping[str, Any] | None = None,
     ) -> None:
-        self.layout = get_layout(layout)
+        super().__init__(layout, input_size)
         if isinstance(input_size, (tuple, list)):
             if len(set(input_size)) != 1:
                 raise ValueError(f"DEKRCodec: the training input must be square, got {input_size}")
@@ -86,7 +83,6 @@ class DEKRCodec:
         self.input_size = int(input_size)
         self.stride = int(stride)
         self.output_size = self.input_size // self.stride
-        self.num_joints = self.layout.num_keypoints
         self.kind = _KIND_BY_LAYOUT.get(self.layout.name, "crowdpose")
         if min_center_area is None:
             min_center_area = 32.0**2 if self.kind == "coco" else 0.0
@@ -99,7 +95,23 @@ class DEKRCodec:
         self.decode_options = dict(decode_options or {})
         self._decoder: Any = None
 
+    def output_sizes(self, input_size: int | tuple[int, int] | None = None) -> dict[str, tuple[int, int]]:
+        """``{"1/<stride>": (h, w)}``: the target (and output) map size for ``input_size`` (default: the
+        codec's)."""
+        h, w = input_hw_of(self.input_size if input_size is None else input_size)
+        if h % self.stride or w % self.stride:
+            raise ValueError(f"DEKRCodec: input size {(h, w)} is not a multiple of the stride {self.stride}")
+        return {f"1/{self.stride}": (h // self.stride, w // self.stride)}
+
     # ------------------------------------------------------------------ encode
+    def _kept(self, sample: Mapping[str, Any]) -> np.ndarray:
+        """Which of the sample's people the official rule keeps (not crowd, or with keypoints)."""
+        kp = np.asarray(sample.get("keypoints", np.zeros((0, self.num_joints, 3))), dtype=np.float64)
+        n = kp.shape[0] if kp.ndim == 3 else 0
+        iscrowd = np.asarray(sample.get("iscrowd", np.zeros(n)), dtype=np.int64).reshape(-1)
+        nkp = np.asarray(sample.get("num_keypoints", (kp[:, :, 2] > 0).sum(axis=1)), dtype=np.int64).reshape(-1)
+        return (iscrowd == 0) | (nkp > 0)
+
     def persons(self, sample: Mapping[str, Any]) -> tuple[np.ndarray, np.ndarray]:
         """Persons (N, J+1, 3) at output resolution (centre last) and their official areas (N,) in
         input px², as the official ``get_joints`` + affine would give them."""
@@ -124,7 +136,7 @@ class DEKRCodec:
         for name, arr in (("iscrowd", iscrowd), ("num_keypoints", nkp), ("areas", ann_area)):
             if arr.shape[0] != n:
                 raise ValueError(f"sample {name!r} has {arr.shape[0]} entries for {n} persons")
-        keep = (iscrowd == 0) | (nkp > 0)
+        keep = self._kept(sample)
         kp, ann_area = kp[keep], ann_area[keep]
         at = at[keep] if at is not None else None
         n = kp.shape[0]
@@ -187,16 +199,29 @@ class DEKRCodec:
             )
         return m
 
-    def encode(self, sample: Mapping[str, Any]) -> dict[str, torch.Tensor]:
-        """Targets of one augmented sample: ``heatmap`` (J+1, s, s), ``heatmap_weight`` (J+1, s, s),
-        ``offset`` (2J, s, s), ``offset_weight`` (2J, s, s), float32 tensors."""
+    def encode(self, sample: Mapping[str, Any]) -> Encoded:
+        """Targets of one augmented sample: dense ``heatmap`` (J+1, s, s), ``heatmap_weight``
+        (J+1, s, s), ``offset`` (2J, s, s), ``offset_weight`` (2J, s, s) float32; instances
+        ``keypoints`` (N, J, 3) (input pixels) and ``areas`` (N,) of the kept people."""
+        self.check_sample(sample)
         joints, area = self.persons(sample)
         targets = encode_targets(
             joints, area, self.mask(sample), self.output_size,
             sigma=self.sigma, center_sigma=self.center_sigma, bg_weight=self.bg_weight,
             radius=self.offset_radius, sigma_rule_index=self.sigma_rule_index,
         )
-        return {k: torch.from_numpy(v) for k, v in targets.items()}
+        keep = self._kept(sample)
+        kp = np.asarray(sample["keypoints"], dtype=np.float64)
+        kp = (kp if kp.ndim == 3 else kp.reshape(0, self.num_joints, 3))[keep, : self.num_joints]
+        areas = sample.get("areas")
+        areas = np.zeros(len(keep)) if areas is None else np.asarray(areas, dtype=np.float64).reshape(-1)
+        return Encoded(
+            dense={k: torch.from_numpy(v) for k, v in targets.items()},
+            instances={
+                "keypoints": torch.from_numpy(kp.astype(np.float32)),
+                "areas": torch.from_numpy(areas[keep].astype(np.float32)),
+            },
+        )
 
     # ------------------------------------------------------------------ decode
     @property
@@ -208,6 +233,28 @@ class DEKRCodec:
             self._decoder = DEKRDecoder(self.layout, **{"stride": float(self.stride), **self.decode_options})
         return self._decoder
 
-    def decode(self, outputs: Sequence[Any], **kwargs: Any) -> Poses:
-        """Poses of one image from its per-scale outputs (``bupose.dekr.decode.ScaleOutput``)."""
-        return self.decoder.decode(outputs, **kwargs)
+    def decode(self, outputs: Mapping[str, torch.Tensor], metas: Sequence[Mapping[str, Any]]) -> list[Poses]:
+        """One :class:`Poses` per image from batched single-scale, no-flip outputs ``heatmap``
+        (B, J+1, h, w) and ``offset`` (B, 2J, h, w): the decoder's poses in input pixels, mapped to
+        image pixels through ``meta["matrix"]`` (image -> input) when a meta has one."""
+        from .decode import ScaleOutput
+
+        heatmap, offset = outputs["heatmap"], outputs["offset"]
+        if heatmap.ndim != 4 or offset.ndim != 4 or heatmap.shape[0] != offset.shape[0]:
+            raise ValueError(
+                f"DEKRCodec.decode: expected batched heatmap (B, J+1, h, w) and offset (B, 2J, h, w), got "
+                f"{tuple(heatmap.shape)} and {tuple(offset.shape)}"
+            )
+        if len(metas) != heatmap.shape[0]:
+            raise ValueError(f"DEKRCodec.decode: {len(metas)} metas for a batch of {heatmap.shape[0]}")
+        heatmap, offset = heatmap.detach().float().cpu(), offset.detach().float().cpu()
+        out: list[Poses] = []
+        for i, meta in enumerate(metas):
+            so = ScaleOutput(1.0, heatmap[i], offset[i])
+            self.decoder._check_shapes(so)
+            poses, scores = self.decoder.decode_input_pixels([so])
+            if poses.shape[0] == 0:
+                out.append(Poses.empty(self.num_joints, self.layout.name))
+            else:
+                out.append(Poses(image_points(poses, meta), scores, self.layout.name))
+        return out

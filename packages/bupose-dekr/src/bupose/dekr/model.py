@@ -14,6 +14,7 @@ import torch
 from torch import nn
 
 from bupose.core import ops
+from bupose.core.batch import Batch
 from bupose.core.model import Head, concat_at_finest
 from bupose.core.specs import FeatureShape, LayoutSpec
 
@@ -24,6 +25,7 @@ __all__ = [
     "DEKRHead",
     "DeformConv2d",
     "PredictOKSNet",
+    "TRAIN_DEFAULTS",
     "adapt_offsets",
     "dekr_loss",
 ]
@@ -31,6 +33,16 @@ __all__ = [
 BN_MOMENTUM = 0.1
 HEATMAP_LOSS_FACTOR = 1.0
 OFFSET_LOSS_FACTOR = 0.03
+
+TRAIN_DEFAULTS: dict[str, Any] = {
+    "optimizer": "adam",
+    "lr": 1e-3,
+    "weight_decay": 0.0,
+    "lr_schedule": "multistep",
+    "lr_milestones": [90 / 140, 120 / 140],
+    "lr_factor": 0.1,
+}
+"""The official COCO schedule (Adam 1e-3, x0.1 at epochs 90 and 120 of 140) as fractions of the run."""
 
 
 class BasicBlock(nn.Module):
@@ -171,8 +183,11 @@ class DEKRHead(Head):
     Reads the backbone output ``concat`` when declared (HRNet's stride-4 concatenation), otherwise
     concatenates every declared output at the finest stride. ``heatmap_channels`` defaults to the
     official width rule (HRNet's concat is 15x its base width: W32 -> 32, W48 -> 48; other backbones
-    32).
+    32). Trains with core's default augmentation (the official random affine + flip), one parameter
+    group and the official schedule (:data:`TRAIN_DEFAULTS`).
     """
+
+    train_defaults: Mapping[str, Any] = TRAIN_DEFAULTS
 
     def __init__(
         self,
@@ -272,17 +287,21 @@ class DEKRHead(Head):
         ]
         return {"heatmap": heatmap, "offset": torch.cat(offsets, dim=1)}
 
-    def forward(self, features: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    def forward(
+        self, features: Mapping[str, torch.Tensor], batch: Batch | None = None
+    ) -> dict[str, torch.Tensor]:
         return self.forward_features(self.features(features))
 
     def loss(
-        self, outputs: Mapping[str, torch.Tensor], targets: Mapping[str, torch.Tensor]
+        self, outputs: Mapping[str, torch.Tensor], batch: Batch | Mapping[str, torch.Tensor]
     ) -> dict[str, torch.Tensor]:
         """``heatmap_loss`` and ``offset_loss`` (official factors 1.0 and 0.03 by default).
 
-        ``targets`` is the default-collated output of :meth:`bupose.dekr.codec.DEKRCodec.encode`:
-        ``heatmap``, ``heatmap_weight``, ``offset``, ``offset_weight``.
+        ``batch.targets`` (or ``batch`` itself, a mapping of stacked targets) holds the batched dense
+        targets of :meth:`bupose.dekr.codec.DEKRCodec.encode`: ``heatmap``, ``heatmap_weight``,
+        ``offset``, ``offset_weight``.
         """
+        targets = batch.targets if isinstance(batch, Batch) else batch
         missing = [k for k in ("heatmap", "heatmap_weight", "offset", "offset_weight") if k not in targets]
         if missing:
             raise KeyError(f"DEKRHead.loss: targets lack {missing}; got {sorted(targets)}")

@@ -179,20 +179,19 @@ def _time_one_step(cfg: Any, repeats: int = 4) -> float:
     import torch
 
     from ..engine.build import build_components, check_config
-    from ..engine.data import EncodedDataset, collate_targets
+    from ..engine.data import EncodedDataset, collate
 
     comps = build_components(check_config(cfg))
     ds = EncodedDataset(comps.train_set, transform=comps.transform, encode=comps.encode,
-                        to_tensor=comps.to_tensor, seed=cfg.seed)
-    batch = collate_targets([ds[(0, i)] for i in range(cfg.batch_size)])
-    images = batch.pop("image")
+                        to_tensor=comps.to_tensor, seed=cfg.seed, sample_keys=comps.sample_keys)
+    batch = collate([ds[(0, i)] for i in range(cfg.batch_size)])
     state = torch.get_rng_state()
     model = comps.model_factory().train()
     opt = torch.optim.Adam(model.parameters(), lr=1e-4)
     times = []
     for i in range(repeats + 1):
         t = time.perf_counter()
-        loss = sum(model.loss(model(images), batch).values())
+        loss = sum(model.loss(model(batch), batch).values())
         opt.zero_grad()
         loss.backward()  # type: ignore[union-attr]
         opt.step()

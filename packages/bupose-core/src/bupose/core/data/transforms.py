@@ -92,9 +92,14 @@ class BottomUpRandomAffine:
         scale_type: str = "short",
         identity: bool = False,
         seed: int | None = None,
+        output_sizes: Mapping[str, tuple[int, int]] | None = None,
     ) -> None:
         if input_size <= 0:
             raise ValueError("input_size must be positive")
+        if output_sizes is not None and heatmap_sizes is None:  # the engine's factory call (codec sizes)
+            if any(int(h) != int(w) for h, w in output_sizes.values()):
+                raise ValueError(f"BottomUpRandomAffine makes square maps; the codec wants {dict(output_sizes)}")
+            heatmap_sizes = sorted({int(h) for h, _ in output_sizes.values()}, reverse=True)
         if scale_type not in ("short", "long"):
             raise ValueError(f"scale_type must be 'short' or 'long', got {scale_type!r}")
         self.input_size = int(input_size)

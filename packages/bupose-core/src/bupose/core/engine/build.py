@@ -2,6 +2,11 @@
 
 :func:`check_config` opens the datasets, resolves the head, backbone, layout, codec and
 augmentation, and turns every problem into a one-line :class:`ConfigError` before any training.
+
+The head class supplies the training pieces it declares (``augmentation``, ``train_defaults``; its
+``param_group_rules()`` are applied by the trainer once the model exists); the codec is built as
+``Codec(layout=..., input_size=..., **codec_kwargs)`` and sizes the augmentation through
+``output_sizes``.
 """
 
 from __future__ import annotations
@@ -11,7 +16,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ..model import PoseModel, build_model
+from ..codec import Codec
+from ..model import DEFAULT_AUGMENTATION, TRAIN_DEFAULT_KEYS, PoseModel, build_model
 from ..plugins import Registry, UnknownComponentError, get_registry
 from ..specs import HeadSpec, import_object
 from .config import ConfigError, TrainConfig
@@ -31,6 +37,8 @@ class TrainPlan:
     val_set: Any | None
     codec: Any
     transform: Any
+    augmentation: str = DEFAULT_AUGMENTATION
+    train_defaults: dict[str, Any] | None = None
 
 
 def _open_dataset(spec: str, key: str, layout: str | None) -> Any:
@@ -81,20 +89,50 @@ def check_config(cfg: TrainConfig, *, registry: Registry | None = None) -> Train
             raise ConfigError(
                 f"config: val_data has layout {val_set.layout.name!r} but data has {layout!r}"
             )
-    try:
-        codec = import_object(head_spec.codec)(layout=layout, input_size=cfg.input_size, **cfg.codec_kwargs)
-    except (TypeError, ValueError) as exc:
-        raise ConfigError(f"config: codec_kwargs for {head_spec.codec}: {exc}") from None
-    try:
-        from ..data.transforms import BottomUpRandomAffine
+    head_cls = _import(head_spec.factory, f"head {cfg.head!r}")
+    augmentation = str(getattr(head_cls, "augmentation", DEFAULT_AUGMENTATION))
+    train_defaults = dict(getattr(head_cls, "train_defaults", {}) or {})
+    unknown = sorted(set(train_defaults) - set(TRAIN_DEFAULT_KEYS))
+    if unknown:
+        raise ConfigError(
+            f"config: head {cfg.head!r} declares train_defaults {', '.join(unknown)}; "
+            f"known: {', '.join(TRAIN_DEFAULT_KEYS)}"
+        )
+    if cfg.param_groups is not None:
+        from .params import parse_rules
 
-        sizes = (getattr(codec, "output_size", cfg.input_size // 4),)
-        transform = BottomUpRandomAffine(
-            cfg.input_size, heatmap_sizes=sizes, layout=train_set.layout, **cfg.augment
+        parse_rules(cfg.param_groups)
+    try:
+        codec = _import(head_spec.codec, f"head {cfg.head!r} codec")(
+            layout=layout, input_size=cfg.input_size, **cfg.codec_kwargs
         )
     except (TypeError, ValueError) as exc:
-        raise ConfigError(f"config: augment: {exc}") from None
-    return TrainPlan(cfg, head_spec, layout, train_set, val_set, codec, transform)
+        if isinstance(exc, ConfigError):
+            raise
+        raise ConfigError(f"config: codec_kwargs for {head_spec.codec}: {exc}") from None
+    if not isinstance(codec, Codec):
+        missing = [a for a in ("layout", "sample_keys", "output_fields", "output_sizes", "encode", "decode")
+                   if not hasattr(codec, a)]
+        raise ConfigError(
+            f"config: the codec {head_spec.codec} of head {cfg.head!r} does not implement "
+            f"bupose.core.codec.Codec (it lacks {', '.join(missing)})"
+        )
+    factory = _import(augmentation, f"head {cfg.head!r} augmentation")
+    try:
+        sizes = dict(codec.output_sizes(cfg.input_size))
+        transform = factory(cfg.input_size, layout=train_set.layout, output_sizes=sizes, **cfg.augment)
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(f"config: augment: {exc} (augmentation {augmentation})") from None
+    return TrainPlan(
+        cfg, head_spec, layout, train_set, val_set, codec, transform, augmentation, train_defaults
+    )
+
+
+def _import(path: str, what: str) -> Any:
+    try:
+        return import_object(path)
+    except (ImportError, AttributeError, ValueError) as exc:
+        raise ConfigError(f"config: {what}: cannot import {path} ({type(exc).__name__}: {exc})") from None
 
 
 def _make_model(cfg: TrainConfig, layout: str) -> PoseModel:
@@ -138,7 +176,8 @@ def build_components(plan: TrainPlan) -> TrainComponents:
         to_tensor=to_tensor,
         transform=plan.transform,
         evaluator=evaluator,
-        train_defaults=dict(getattr(plan.codec, "train_defaults", {}) or {}),
+        train_defaults=dict(plan.train_defaults or {}),
+        sample_keys=tuple(plan.codec.sample_keys),
     )
 
 

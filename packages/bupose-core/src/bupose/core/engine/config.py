@@ -37,6 +37,9 @@ class TrainConfig:
     ``batch_size / world_size`` samples per step, so a run gives the same result on 1 or N processes.
     ``lr_milestones`` are fractions of the total number of steps at which the learning rate is
     multiplied by ``lr_factor`` (DEKR's 90 and 120 of 140 epochs are ``[0.643, 0.857]``).
+    ``param_groups`` lists optimiser rules ``{"prefix": "backbone.", "lr_scale": 0.1, "weight_decay":
+    null, "frozen": false, "freeze_bn": false}`` over the model's parameter names, applied before the
+    head's own ``param_group_rules()`` (first match wins).
     ``time_limit_s`` stops training early (checkpoint and export as usual) once the loop has run
     that long; a run that stops this way is not reproducible step for step.
     """
@@ -80,6 +83,7 @@ class TrainConfig:
     codec_kwargs: dict[str, Any] = field(default_factory=dict)
     augment: dict[str, Any] = field(default_factory=dict)
     pipeline_kwargs: dict[str, Any] = field(default_factory=dict)
+    param_groups: list[dict[str, Any]] | None = None
     init_weights: str | None = None
     time_limit_s: float | None = None
 

@@ -1,4 +1,4 @@
-"""Training data flow: sample order, per-sample seeding, augmentation and target encoding.
+"""Training data flow: sample order, per-sample seeding, augmentation, target encoding, batching.
 
 Randomness never depends on the number of processes or DataLoader workers: the order of an epoch
 is a permutation seeded by ``(seed, epoch)`` and the augmentation of a sample is seeded by
@@ -17,7 +17,10 @@ from typing import Any
 import numpy as np
 import torch
 
-__all__ = ["EncodedDataset", "StepBatchSampler", "collate_targets", "epoch_permutation"]
+from ..batch import collate
+from ..codec import Encoded, MissingSampleKeyError
+
+__all__ = ["EncodedDataset", "StepBatchSampler", "collate", "epoch_permutation", "input_matrix"]
 
 
 def epoch_permutation(num_samples: int, seed: int, epoch: int) -> list[int]:
@@ -108,13 +111,36 @@ class _SeededGlobals:
         torch.set_rng_state(tch)
 
 
+def input_matrix(sample: Mapping[str, Any]) -> np.ndarray | None:
+    """The (2, 3) image -> input affine of an augmented sample, the horizontal flip included.
+
+    Transforms report ``matrix`` before their flip and ``flipped`` (the flip being the mirror
+    x -> W_input - 1 - x of the output, as ``BottomUpRandomAffine`` does); ``None`` without a matrix.
+    """
+    matrix = sample.get("matrix")
+    if matrix is None:
+        return None
+    m = np.asarray(matrix, dtype=np.float64).reshape(2, 3).copy()
+    if sample.get("flipped"):
+        w_in = np.asarray(sample["image"]).shape[1]
+        m[0] = -m[0]
+        m[0, 2] += w_in - 1
+    return m
+
+
 class EncodedDataset(torch.utils.data.Dataset):
-    """``base[i]`` -> ``transform`` (augmentation) -> ``codec.encode`` -> tensors ready to batch.
+    """``base[i]`` -> ``transform`` (augmentation) -> ``codec.encode`` -> an item for :func:`collate`.
 
     Indexed by ``(epoch, index)`` pairs (see :class:`StepBatchSampler`). ``transform(sample, rng=...)``
     receives a NumPy generator seeded by ``(seed, epoch, index)`` when it accepts ``rng``; the global
     generators are seeded the same way meanwhile, so transforms using them are deterministic too.
     ``to_tensor(image)`` turns the augmented image into the network input (C, H, W) float tensor.
+    ``encode`` returns a :class:`bupose.core.codec.Encoded`; ``sample_keys`` (the codec's) are
+    checked on the augmented sample first.
+
+    An item is ``{"image", "dense", "instances", "meta"}``; ``meta`` has ``image_id`` (when the
+    sample has one), ``index``, ``image_hw`` (before augmentation), ``input_hw``, ``flipped`` and
+    ``matrix`` (image -> input, flip included; when the transform reports one).
     """
 
     def __init__(
@@ -122,51 +148,60 @@ class EncodedDataset(torch.utils.data.Dataset):
         base: Any,
         *,
         transform: Callable[..., Mapping[str, Any]] | None,
-        encode: Callable[[Mapping[str, Any]], Mapping[str, Any]],
+        encode: Callable[[Mapping[str, Any]], Encoded],
         to_tensor: Callable[[np.ndarray], torch.Tensor],
         seed: int = 0,
+        sample_keys: Sequence[str] = (),
     ) -> None:
         self.base = base
         self.transform = transform
         self.encode = encode
         self.to_tensor = to_tensor
         self.seed = seed
+        self.sample_keys = tuple(sample_keys)
         self._transform_takes_rng = transform is not None and _accepts(transform, "rng")
 
     def __len__(self) -> int:
         return len(self.base)
 
-    def __getitem__(self, key: tuple[int, int] | int) -> dict[str, torch.Tensor]:
+    def __getitem__(self, key: tuple[int, int] | int) -> dict[str, Any]:
         epoch, index = key if isinstance(key, tuple) else (0, key)
         with _SeededGlobals((self.seed, epoch, index)):
-            sample = self.base[index]
+            raw = self.base[index]
+            image_hw = tuple(int(v) for v in np.asarray(raw["image"]).shape[:2])
+            sample = raw
             if self.transform is not None:
                 if self._transform_takes_rng:
                     rng = np.random.default_rng([self.seed, epoch, index, 7])
-                    sample = self.transform(sample, rng=rng)
+                    sample = self.transform(raw, rng=rng)
                 else:
-                    sample = self.transform(sample)
-            targets = self.encode(sample)
+                    sample = self.transform(raw)
+            missing = [k for k in self.sample_keys if k not in sample]
+            if missing:
+                raise MissingSampleKeyError(
+                    f"sample {index}: the augmented sample lacks {', '.join(map(repr, missing))} that the codec "
+                    f"reads (it has {', '.join(sorted(map(str, sample)))}); the transform must produce it"
+                )
+            encoded = self.encode(sample)
             image = self.to_tensor(sample["image"])
-        out: dict[str, torch.Tensor] = {"image": torch.as_tensor(image)}
-        for name, value in targets.items():
-            if name == "image":
-                raise ValueError("codec.encode must not return a field named 'image'")
-            if isinstance(value, (torch.Tensor, np.ndarray, float, int)):
-                out[name] = torch.as_tensor(value)
-        return out
-
-
-def collate_targets(items: Sequence[Mapping[str, torch.Tensor]]) -> dict[str, torch.Tensor]:
-    """Stack each field over the batch; fields must have the same shape in every sample."""
-    out: dict[str, torch.Tensor] = {}
-    for name in items[0]:
-        values = [it[name] for it in items]
-        shapes = {tuple(v.shape) for v in values}
-        if len(shapes) != 1:
-            raise ValueError(
-                f"target field {name!r} has different shapes in one batch ({sorted(shapes)}); "
-                "the codec must pad it to a fixed size"
+        if not isinstance(encoded, Encoded):
+            raise TypeError(
+                f"codec.encode must return a bupose.core.codec.Encoded (dense + instances), got {type(encoded).__name__}"
             )
-        out[name] = torch.stack(values)
-    return out
+        meta: dict[str, Any] = {
+            "index": int(index),
+            "image_hw": image_hw,
+            "input_hw": tuple(int(v) for v in np.asarray(sample["image"]).shape[:2]),
+            "flipped": bool(sample.get("flipped", False)),
+        }
+        if sample.get("image_id") is not None:
+            meta["image_id"] = sample["image_id"]
+        matrix = input_matrix(sample)
+        if matrix is not None:
+            meta["matrix"] = matrix
+        return {
+            "image": torch.as_tensor(image),
+            "dense": dict(encoded.dense),
+            "instances": dict(encoded.instances),
+            "meta": meta,
+        }

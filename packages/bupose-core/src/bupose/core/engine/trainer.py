@@ -1,15 +1,18 @@
 """The training loop: any registered backbone + head, on one process or many (torchrun).
 
-``Trainer(config, components).fit()``: model -> DDP (when ``WORLD_SIZE`` > 1) -> optimiser and
-learning-rate schedule (the head's codec may provide defaults through a ``train_defaults``
-mapping) -> steps of augmented, encoded batches -> loss -> backward (AMP, gradient clipping) ->
-optimiser step -> EMA -> periodic evaluation, checkpoints and logs (rank 0 writes; every rank
-contributes its random state to the checkpoint).
+``Trainer(config, components).fit()``: model -> parameter groups and frozen parts (the head's
+``param_group_rules()`` after the config's ``param_groups``) -> DDP (when ``WORLD_SIZE`` > 1) ->
+optimiser and learning-rate schedule (the head's ``train_defaults`` fill what the config leaves
+unset) -> steps of augmented, encoded :class:`~bupose.core.batch.Batch` es -> ``model(batch)`` ->
+``model.loss(outputs, batch)`` -> backward (AMP, gradient clipping) -> optimiser step -> EMA ->
+periodic evaluation, checkpoints and logs (rank 0 writes; every rank contributes its random state
+to the checkpoint).
 """
 
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import math
 import os
@@ -24,6 +27,8 @@ import numpy as np
 import torch
 from torch import nn
 
+from ..batch import Batch, collate
+from ..codec import Encoded
 from ..model import PoseModel
 from ..weights import save_safetensors
 from .checkpoint import (
@@ -34,9 +39,10 @@ from .checkpoint import (
     write_training_checkpoint,
 )
 from .config import ConfigError, TrainConfig
-from .data import EncodedDataset, StepBatchSampler, collate_targets
+from .data import EncodedDataset, StepBatchSampler
 from .distributed import DistInfo, all_gather_objects, barrier, init_distributed
 from .ema import ModelEMA
+from .params import parse_rules, plan_param_groups, set_train_mode
 
 __all__ = ["RESUME_KEYS", "TrainComponents", "TrainResult", "Trainer", "resolve_optim_settings"]
 
@@ -48,7 +54,7 @@ FALLBACK_DEFAULTS: dict[str, Any] = {
     "lr_milestones": [],
     "lr_factor": 0.1,
 }
-"""Optimiser settings used when neither the config nor the codec's ``train_defaults`` give one."""
+"""Optimiser settings used when neither the config nor the head's ``train_defaults`` give one."""
 
 RESUME_KEYS = (
     "head",
@@ -64,6 +70,7 @@ RESUME_KEYS = (
     "augment",
     "amp",
     "ema_decay",
+    "param_groups",
 )
 """Settings a resumed run must share with the run it continues (else it could not be exact)."""
 
@@ -74,17 +81,23 @@ class TrainComponents:
     tests and custom scripts may assemble their own.
 
     ``model_factory()`` builds the model (called after seeding, identically on every rank);
-    ``train_set[i]`` gives raw samples; ``transform`` augments; ``encode`` makes targets;
-    ``to_tensor`` makes the network input; ``evaluator(model)`` returns metrics (run on rank 0).
+    ``train_set[i]`` gives raw samples; ``transform`` augments; ``encode`` makes targets (an
+    :class:`~bupose.core.codec.Encoded`); ``sample_keys`` are the keys ``encode`` reads (checked on
+    every augmented sample); ``to_tensor`` makes the network input; ``evaluator(model)`` returns
+    metrics (run on rank 0); ``train_defaults`` are the head's optimiser defaults;
+    ``size_divisibility`` is the multiple :func:`~bupose.core.batch.collate` pads images to (1:
+    images of one size are stacked unpadded).
     """
 
     model_factory: Callable[[], PoseModel]
     train_set: Any
-    encode: Callable[[Mapping[str, Any]], Mapping[str, Any]]
+    encode: Callable[[Mapping[str, Any]], Encoded]
     to_tensor: Callable[[np.ndarray], torch.Tensor]
     transform: Callable[..., Mapping[str, Any]] | None = None
     evaluator: Callable[[PoseModel], Mapping[str, float]] | None = None
     train_defaults: Mapping[str, Any] = field(default_factory=dict)
+    sample_keys: tuple[str, ...] = ()
+    size_divisibility: int = 1
 
 
 @dataclass
@@ -268,6 +281,11 @@ class Trainer:
         model = self.components.model_factory()
         if cfg.sync_bn and info.distributed:
             model = nn.SyncBatchNorm.convert_sync_batchnorm(model)  # type: ignore[assignment]
+        settings = resolve_optim_settings(cfg, self.components.train_defaults)
+        rules = [*parse_rules(cfg.param_groups or []), *model.param_group_rules()]
+        param_plan = plan_param_groups(
+            model, rules, lr=float(settings["lr"]), weight_decay=float(settings["weight_decay"])
+        )
         model.to(info.device)
         train_model: nn.Module = model
         if info.distributed:
@@ -282,6 +300,7 @@ class Trainer:
             encode=self.components.encode,
             to_tensor=self.components.to_tensor,
             seed=cfg.seed,
+            sample_keys=self.components.sample_keys,
         )
         num_samples = len(train_set)
         if num_samples < cfg.batch_size:
@@ -292,8 +311,7 @@ class Trainer:
         total_steps = cfg.steps if cfg.steps is not None else cfg.epochs * steps_per_epoch
 
         # optimisation
-        settings = resolve_optim_settings(cfg, self.components.train_defaults)
-        optimizer = _build_optimizer(model.parameters(), settings, cfg.momentum)
+        optimizer = _build_optimizer(param_plan.groups, settings, cfg.momentum)
         scheduler = torch.optim.lr_scheduler.LambdaLR(
             optimizer, _lr_lambda(settings, total_steps, cfg.warmup_steps)
         )
@@ -341,7 +359,7 @@ class Trainer:
             train_set,
             batch_sampler=sampler,
             num_workers=cfg.workers,
-            collate_fn=collate_targets,
+            collate_fn=functools.partial(collate, size_divisibility=self.components.size_divisibility),
             pin_memory=info.device.type == "cuda",
             generator=torch.Generator().manual_seed(cfg.seed),
             worker_init_fn=_worker_init,
@@ -382,7 +400,7 @@ class Trainer:
                     t0 = time.perf_counter()
                     metrics = {k: float(v) for k, v in self.components.evaluator(eval_model).items()}
                     eval_s = time.perf_counter() - t0
-                model.train()
+                set_train_mode(model, param_plan.frozen_bn)
                 logger.log({"type": "eval", "step": at_step, "metrics": metrics, "seconds": round(eval_s, 3)})
                 value = metrics.get(cfg.best_metric)
                 if value is not None and (best["value"] is None or value > best["value"]):
@@ -394,15 +412,15 @@ class Trainer:
 
         pbar = _progress(total_steps, step, info.is_main and cfg.progress)
         t_loop = time.perf_counter()
-        model.train()
+        set_train_mode(model, param_plan.frozen_bn)
         window_t = time.perf_counter()
         window_steps = 0
         loss_sums: dict[str, float] = {}
         for batch in loader:
-            batch = {k: v.to(info.device, non_blocking=True) for k, v in batch.items()}
-            images = batch.pop("image")
+            assert isinstance(batch, Batch)
+            batch = batch.to(info.device, non_blocking=True)
             with torch.autocast(info.device.type, dtype=amp_dtype or torch.float32, enabled=amp_dtype is not None):
-                outputs = train_model(images)
+                outputs = train_model(batch)
             outputs = {k: v.float() for k, v in outputs.items()}
             losses = model.loss(outputs, batch)
             if "loss" in losses:
@@ -444,6 +462,11 @@ class Trainer:
                     "step": step,
                     "epoch": (step - 1) // steps_per_epoch,
                     "lr": scheduler.get_last_lr()[0],
+                    **(
+                        {"lrs": dict(zip([g["name"] for g in optimizer.param_groups], scheduler.get_last_lr()))}
+                        if len(optimizer.param_groups) > 1
+                        else {}
+                    ),
                     "losses": {n: float(v) for n, v in zip(names, vals.tolist())},
                     "images_per_s": round(window_steps * cfg.batch_size / max(elapsed, 1e-9), 3),
                     "time": round(time.perf_counter() - t_start, 3),

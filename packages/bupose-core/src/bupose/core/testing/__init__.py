@@ -3,7 +3,7 @@
 Usage in a plugin's tests (the pytest plugin ``bupose.core.testing.pytest_plugin`` is registered
 automatically through the ``pytest11`` entry point)::
 
-    from bupose.core.testing import BackboneContract, HeadContract
+    from bupose.core.testing import BackboneContract, CodecContract, HeadContract
 
     class TestMyBackbone(BackboneContract):
         backbone_name = "my_backbone"
@@ -12,25 +12,37 @@ automatically through the ``pytest11`` entry point)::
         head_name = "my_head"
         backbone_name = "hrnet_w18_small"   # any registered backbone
 
+    class TestMyCodec(CodecContract):
+        head_name = "my_head"               # the codec named by the head's spec
+
 Class attributes configure the suites; override the ``make_*`` methods for anything special.
 """
 
 from __future__ import annotations
 
 import io
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any, ClassVar
 
 import numpy as np
 import pytest
 import torch
 
+from ..batch import Batch, collate
+from ..codec import Codec, Encoded, image_points
 from ..model import Backbone, Head, PoseModel, build_backbone, build_model
 from ..plugins import get_registry
 from ..poses import Poses
 from ..specs import BackboneSpec, FeatureShape, HeadSpec, LayoutSpec, import_object
 
-__all__ = ["BackboneContract", "CodecContract", "DecoderContract", "HeadContract"]
+__all__ = [
+    "BackboneContract",
+    "CodecContract",
+    "DecoderContract",
+    "HeadContract",
+    "synthetic_people",
+    "synthetic_sample",
+]
 
 
 def _roundtrip(module: torch.nn.Module, fresh: torch.nn.Module) -> None:
@@ -111,15 +123,73 @@ class BackboneContract:
         assert grads and any(g is not None and g.abs().sum() > 0 for g in grads)
 
 
+def synthetic_people(
+    layout: LayoutSpec, input_size: int, centres: Sequence[tuple[float, float]], seed: int = 0
+) -> list[np.ndarray]:
+    """People (J, 3) in input pixels around ``centres`` (fractions of ``input_size``), every joint
+    labelled (v = 2), spread over about a quarter of the input so each is a mid-sized person."""
+    rng = np.random.default_rng(seed)
+    j = layout.num_keypoints
+    people = []
+    for fx, fy in centres:
+        kp = np.zeros((j, 3))
+        kp[:, 0] = fx * input_size + rng.uniform(-0.14, 0.14, j) * input_size
+        kp[:, 1] = fy * input_size + rng.uniform(-0.17, 0.17, j) * input_size
+        kp[:, 2] = 2
+        people.append(kp)
+    return people
+
+
+def synthetic_sample(people: Sequence[np.ndarray], input_size: int, num_keypoints: int) -> dict[str, Any]:
+    """An already-augmented sample (identity augmentation): a black ``input_size`` square image,
+    ``keypoints`` (N, J, 3), ``areas`` (keypoint-box areas, input px²), ``bboxes`` (N, 4) xywh,
+    ``iscrowd`` and ``num_keypoints``."""
+    kps = np.stack(people).astype(np.float64) if len(people) else np.zeros((0, num_keypoints, 3))
+    lo = kps[:, :, :2].min(axis=1) if len(people) else np.zeros((0, 2))
+    hi = kps[:, :, :2].max(axis=1) if len(people) else np.zeros((0, 2))
+    wh = hi - lo
+    return {
+        "image": np.zeros((input_size, input_size, 3), np.uint8),
+        "keypoints": kps,
+        "areas": wh[:, 0] * wh[:, 1],
+        "bboxes": np.concatenate([lo, wh], axis=1),
+        "iscrowd": np.zeros(len(people), np.int64),
+        "num_keypoints": (kps[:, :, 2] > 0).sum(axis=1).astype(np.int64),
+    }
+
+
+def _build_codec(head_name: str, layout: str | None, input_size: int | tuple[int, int], kwargs: Mapping[str, Any]) -> Any:
+    registry = get_registry()
+    spec = registry.get("heads", head_name)
+    assert isinstance(spec, HeadSpec)
+    if spec.codec is None:
+        pytest.skip(f"head {head_name!r} declares no codec")
+    return import_object(spec.codec)(layout=layout or spec.layouts[0], input_size=input_size, **kwargs)
+
+
+def _one_line_error(exc: BaseException) -> str:
+    msg = exc.args[0] if isinstance(exc, KeyError) and exc.args else str(exc)
+    return str(msg)
+
+
 class HeadContract:
-    """What every registered head must do on a given backbone."""
+    """What every registered head must do on a given backbone.
+
+    Training checks build the head's codec (``codec_kwargs``) at ``input_size``, encode
+    :meth:`make_training_samples` with it, batch them as the engine does
+    (:class:`bupose.core.engine.data.EncodedDataset` + :func:`bupose.core.batch.collate`) and run
+    ``model(batch)`` / ``model.loss(outputs, batch)``.
+    """
 
     head_name: ClassVar[str]
     backbone_name: ClassVar[str]
     layout: ClassVar[str | None] = None
     head_kwargs: ClassVar[dict[str, Any]] = {}
     backbone_kwargs: ClassVar[dict[str, Any]] = {}
+    codec_kwargs: ClassVar[dict[str, Any]] = {}
     input_size: ClassVar[tuple[int, int]] = (64, 64)
+    train_steps: ClassVar[int] = 4
+    train_lr: ClassVar[float] = 1e-3
 
     def make_model(self) -> PoseModel:
         torch.manual_seed(0)
@@ -134,6 +204,31 @@ class HeadContract:
     @pytest.fixture
     def model(self) -> PoseModel:
         return self.make_model().eval()
+
+    def make_codec(self, model: PoseModel) -> Any:
+        """The head's codec for ``model``'s layout at ``input_size`` (skips when none is declared)."""
+        return _build_codec(self.head_name, model.layout.name, self.input_size, self.codec_kwargs)
+
+    def make_training_samples(self, layout: LayoutSpec) -> list[dict[str, Any]]:
+        """Two already-augmented square samples of ``input_size`` with two people each."""
+        h, w = self.input_size
+        if h != w:
+            raise NotImplementedError("override make_training_samples for a non-square input_size")
+        return [
+            synthetic_sample(synthetic_people(layout, h, ((0.3, 0.35), (0.68, 0.62)), seed=i), h, layout.num_keypoints)
+            for i in range(2)
+        ]
+
+    def make_batch(self, model: PoseModel) -> Batch:
+        """A training :class:`Batch` of :meth:`make_training_samples`, encoded by the head's codec."""
+        from ..data.transforms import to_tensor
+        from ..engine.data import EncodedDataset
+
+        codec = self.make_codec(model)
+        samples = self.make_training_samples(model.layout)
+        ds = EncodedDataset(samples, transform=None, encode=codec.encode, to_tensor=to_tensor,
+                            sample_keys=tuple(codec.sample_keys))
+        return collate([ds[(0, i)] for i in range(len(samples))])
 
     def test_registered_with_valid_spec(self) -> None:
         registry = get_registry()
@@ -163,6 +258,60 @@ class HeadContract:
             assert t.shape[0] == 2, f"field {name} must keep the batch dimension"
             assert torch.isfinite(t).all(), f"field {name} is not finite"
 
+    def test_forward_takes_a_batch(self, model: PoseModel) -> None:
+        h, w = self.input_size
+        x = torch.randn(2, 3, h, w)
+        with torch.no_grad():
+            plain = model(x)
+            batched = model(Batch(images=x))
+        assert set(plain) == set(batched)
+        for name in plain:
+            torch.testing.assert_close(plain[name], batched[name], msg=f"field {name}: tensor vs Batch input")
+
+    def test_training_pieces_are_declared(self, model: PoseModel) -> None:
+        from ..engine.params import plan_param_groups
+        from ..model import TRAIN_DEFAULT_KEYS, ParamGroupRule
+
+        head_cls = type(model.head)
+        assert callable(import_object(head_cls.augmentation)), f"augmentation {head_cls.augmentation} is not callable"
+        unknown = set(head_cls.train_defaults) - set(TRAIN_DEFAULT_KEYS)
+        assert not unknown, f"train_defaults has unknown keys {sorted(unknown)}"
+        rules = model.param_group_rules()
+        assert all(isinstance(r, ParamGroupRule) for r in rules)
+        # every rule's prefix matches part of the model (plan_param_groups raises on one that does not)
+        plan = plan_param_groups(model, rules, lr=1e-3, weight_decay=0.0)
+        assert plan.groups
+
+    def test_outputs_match_codec_targets(self, model: PoseModel) -> None:
+        batch = self.make_batch(model)
+        codec = self.make_codec(model)
+        with torch.no_grad():
+            out = model(batch)
+        assert codec.output_fields, "the codec names no output_fields"
+        for name in codec.output_fields:
+            assert name in out, f"the codec's output field {name!r} is not a head output ({sorted(out)})"
+            assert out[name].shape == batch.targets[name].shape, (
+                f"field {name}: head output {tuple(out[name].shape)} vs codec target {tuple(batch.targets[name].shape)}"
+            )
+
+    def test_loss_decreases_on_a_tiny_batch(self) -> None:
+        model = self.make_model().train()
+        batch = self.make_batch(model)
+        opt = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=self.train_lr)
+        totals = []
+        for _ in range(self.train_steps + 1):
+            losses = model.loss(model(batch), batch)
+            assert isinstance(losses, Mapping) and losses and "loss" not in losses
+            for name, value in losses.items():
+                assert value.ndim == 0 and torch.isfinite(value), f"loss {name} must be a finite scalar"
+            total = sum(losses.values())
+            assert isinstance(total, torch.Tensor)
+            totals.append(float(total.detach()))
+            opt.zero_grad()
+            total.backward()
+            opt.step()
+        assert totals[-1] < totals[0], f"the loss did not decrease over {self.train_steps} steps: {totals}"
+
     def test_state_dict_round_trip(self, model: PoseModel) -> None:
         torch.manual_seed(1)
         _roundtrip(model, self.make_model())
@@ -190,43 +339,123 @@ class HeadContract:
 
 
 class CodecContract:
-    """What every codec must do: targets that decode back to the people they encode.
+    """What every codec must do, through exactly the :class:`bupose.core.codec.Codec` interface.
 
-    Subclasses set ``codec`` via :meth:`make_codec` and provide :meth:`make_people` (a list of
-    (J, 3) keypoint arrays in input pixels) and :meth:`encode_decode` (encode, turn targets into
-    ideal network outputs, decode to :class:`Poses`).
+    Encode a synthetic sample (:meth:`make_sample`), take the codec's ``output_fields`` of the dense
+    targets as ideal network outputs, decode them: the people come back within ``tolerance_px``.
+    Also: dense maps have the sizes ``output_sizes`` gives; a sample lacking one of
+    ``sample_keys`` is one clear error naming it; ``meta["matrix"]`` maps poses to image pixels;
+    an empty sample decodes to nobody.
+
+    Set ``head_name`` (the codec is the head's ``HeadSpec.codec``) or override :meth:`make_codec`;
+    ``num_people`` 1 for single-person codecs.
     """
 
+    head_name: ClassVar[str | None] = None
     layout: ClassVar[str] = "coco17"
+    input_size: ClassVar[int] = 128
+    codec_kwargs: ClassVar[dict[str, Any]] = {}
     tolerance_px: ClassVar[float] = 2.0
+    num_people: ClassVar[int] = 2
 
-    def make_codec(self) -> Any:  # pragma: no cover - abstract
-        raise NotImplementedError
+    def make_codec(self) -> Any:
+        if self.head_name is None:
+            raise NotImplementedError("set head_name or override make_codec")
+        return _build_codec(self.head_name, self.layout, self.input_size, self.codec_kwargs)
 
     def make_people(self) -> list[np.ndarray]:
-        rng = np.random.default_rng(0)
+        """``num_people`` people (J, 3) in input pixels, apart from each other."""
         layout = get_registry().get("layouts", self.layout)
         assert isinstance(layout, LayoutSpec)
-        people = []
-        for cx, cy in ((20.0, 24.0), (44.0, 40.0)):
-            kp = np.zeros((layout.num_keypoints, 3))
-            kp[:, 0] = cx + rng.uniform(-8, 8, layout.num_keypoints)
-            kp[:, 1] = cy + rng.uniform(-10, 10, layout.num_keypoints)
-            kp[:, 2] = 2
-            people.append(kp)
-        return people
+        centres = ((0.31, 0.37), (0.69, 0.63), (0.3, 0.72), (0.7, 0.28))[: self.num_people]
+        return synthetic_people(layout, self.input_size, centres)
 
-    def encode_decode(self, codec: Any, people: list[np.ndarray]) -> Poses:  # pragma: no cover
-        raise NotImplementedError
+    def make_sample(self, people: Sequence[np.ndarray]) -> dict[str, Any]:
+        """An already-augmented sample holding ``people`` (override to add codec-specific keys)."""
+        layout = get_registry().get("layouts", self.layout)
+        assert isinstance(layout, LayoutSpec)
+        return synthetic_sample(people, self.input_size, layout.num_keypoints)
+
+    def _round_trip(self, codec: Any, samples: Sequence[Mapping[str, Any]], metas: Sequence[Mapping[str, Any]]) -> list[Poses]:
+        encoded = [codec.encode(s) for s in samples]
+        outputs = {f: torch.stack([e.dense[f] for e in encoded]) for f in codec.output_fields}
+        poses = codec.decode(outputs, metas)
+        assert isinstance(poses, list) and len(poses) == len(samples)
+        assert all(isinstance(p, Poses) for p in poses)
+        return poses
+
+    def _assert_recovered(self, poses: Poses, people: Sequence[np.ndarray], what: str) -> None:
+        assert len(poses) >= len(people), f"{what}: decoded {len(poses)} people, encoded {len(people)}"
+        for k, person in enumerate(people):
+            vis = person[:, 2] > 0
+            err = np.linalg.norm(poses.keypoints[:, vis, :2] - person[None, vis, :2], axis=2).mean(axis=1)
+            assert err.min() <= self.tolerance_px, f"{what}: person {k} not recovered (mean error {err.min():.2f} px)"
+
+    def test_declares_the_interface(self) -> None:
+        codec = self.make_codec()
+        assert isinstance(codec, Codec), "the codec must implement bupose.core.codec.Codec"
+        assert isinstance(codec.sample_keys, tuple) and all(isinstance(k, str) for k in codec.sample_keys)
+        assert isinstance(codec.output_fields, tuple) and codec.output_fields
+        missing = [k for k in codec.sample_keys if k not in self.make_sample(self.make_people())]
+        assert not missing, f"make_sample lacks the codec's sample_keys {missing}; override make_sample"
+
+    def test_encode_shapes_match_output_sizes(self) -> None:
+        codec = self.make_codec()
+        people = self.make_people()
+        enc = codec.encode(self.make_sample(people))
+        assert isinstance(enc, Encoded), "encode must return bupose.core.codec.Encoded"
+        sizes = codec.output_sizes(self.input_size)
+        assert sizes and all(
+            isinstance(k, str) and len(v) == 2 and all(isinstance(x, int) for x in v) for k, v in sizes.items()
+        ), f"output_sizes must map names to (h, w) ints, got {sizes}"
+        for name, t in enc.dense.items():
+            assert isinstance(t, torch.Tensor), f"dense field {name} is not a tensor"
+            if t.ndim >= 2:
+                assert tuple(t.shape[-2:]) in set(sizes.values()), (
+                    f"dense field {name} is {tuple(t.shape)}, not at any of the output sizes {sizes}"
+                )
+        for name in codec.output_fields:
+            assert name in enc.dense, f"output field {name!r} is not a dense target ({sorted(enc.dense)})"
+            assert enc.dense[name].ndim >= 3, f"output field {name!r} must be a (C, h, w) map"
+        counts = {name: int(t.shape[0]) for name, t in enc.instances.items()}
+        assert len(set(counts.values())) <= 1, f"instance fields disagree on the number of people: {counts}"
+        if counts:
+            assert next(iter(counts.values())) == len(people)
+
+    def test_missing_sample_key_is_one_clear_error(self) -> None:
+        codec = self.make_codec()
+        sample = self.make_sample(self.make_people())
+        for key in codec.sample_keys:
+            partial = {k: v for k, v in sample.items() if k != key}
+            with pytest.raises((KeyError, ValueError)) as info:
+                codec.encode(partial)
+            msg = _one_line_error(info.value)
+            assert key in msg and msg.strip("'\" ") != key and "\n" not in msg, (
+                f"missing {key!r}: unclear error {msg!r} (BaseCodec.check_sample gives a clear one)"
+            )
 
     def test_round_trip_recovers_people(self) -> None:
         codec = self.make_codec()
         people = self.make_people()
-        poses = self.encode_decode(codec, people)
-        assert len(poses) >= len(people)
-        for person in people:
-            dists = np.linalg.norm(poses.keypoints[:, :, :2] - person[None, :, :2], axis=2).mean(axis=1)
-            assert dists.min() <= self.tolerance_px, f"person not recovered (mean error {dists.min():.2f} px)"
+        (poses,) = self._round_trip(codec, [self.make_sample(people)], [{}])
+        self._assert_recovered(poses, people, "input pixels")
+
+    def test_round_trip_batched_through_the_matrix(self) -> None:
+        codec = self.make_codec()
+        people = self.make_people()
+        sample = self.make_sample(people)
+        s = self.input_size
+        # image -> input: x2 and a shift (the image is half the input's size)
+        matrix = np.array([[2.0, 0.0, -0.05 * s], [0.0, 2.0, 0.03 * s]])
+        plain, mapped = self._round_trip(codec, [sample, sample], [{"input_hw": (s, s)}, {"matrix": matrix}])
+        self._assert_recovered(plain, people, "batch item 0")
+        expected = [image_points(p, {"matrix": matrix}) for p in people]
+        self._assert_recovered(mapped, expected, "batch item 1 (image pixels via meta['matrix'])")
+
+    def test_empty_sample_decodes_to_nobody(self) -> None:
+        codec = self.make_codec()
+        (poses,) = self._round_trip(codec, [self.make_sample([])], [{}])
+        assert len(poses) == 0, f"no people encoded, {len(poses)} decoded"
 
 
 class DecoderContract:
