@@ -7,6 +7,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from bupose.core.algorithms.maps import quarter_offset
 from bupose.core.poses import Poses
 from bupose.core.specs import LayoutSpec
 
@@ -34,22 +35,13 @@ class ExampleHeatmapCodec:
 
     def decode(self, heatmap: torch.Tensor) -> list[Poses]:
         """(B, J, h, w) heatmaps -> one person per image, keypoints in input pixels."""
-        b, j, h, w = heatmap.shape
+        b, j, _h, w = heatmap.shape
         flat = heatmap.float().reshape(b, j, -1)
         score, idx = flat.max(dim=2)
         y = (idx // w).float()
         x = (idx % w).float()
         # quarter-pixel refinement towards the higher neighbour
-        hm = heatmap.float()
-        bi = torch.arange(b)[:, None].expand(b, j)
-        ji = torch.arange(j)[None, :].expand(b, j)
-        xi, yi = x.long(), y.long()
-        right = hm[bi, ji, yi, (xi + 1).clamp(max=w - 1)]
-        left = hm[bi, ji, yi, (xi - 1).clamp(min=0)]
-        down = hm[bi, ji, (yi + 1).clamp(max=h - 1), xi]
-        up = hm[bi, ji, (yi - 1).clamp(min=0), xi]
-        x = x + 0.25 * torch.sign(right - left)
-        y = y + 0.25 * torch.sign(down - up)
+        x, y = quarter_offset(heatmap.float(), x, y, step=0.25, tie="stay")
         out = []
         for i in range(b):
             kp = torch.stack([x[i] * self.stride, y[i] * self.stride, score[i]], dim=1).numpy()
