@@ -502,11 +502,7 @@ class DEKRDecoder:
         return total / len(merged)
 
     def _heatmap_avg(self, merged: list[_MergedMaps], up_size: tuple[int, int]) -> torch.Tensor:
-        total: torch.Tensor | int = 0
-        for mm in merged:
-            total = total + up_interpolate(mm.full_heatmap()[None], up_size)
-        assert isinstance(total, torch.Tensor)
-        return total / len(merged)
+        return average_maps([up_interpolate(mm.full_heatmap()[None], up_size) for mm in merged])
 
     def pose_nms_keep(self, pose_coord: torch.Tensor, heat_score: torch.Tensor) -> list[int]:
         """Indices kept by the official greedy pose NMS (ranked by mean heat value), in keep order."""

@@ -13,9 +13,12 @@ order as pycocotools, so values are bit-identical); :func:`oks_matrix` is its (D
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 import numpy as np
-import torch
+
+if TYPE_CHECKING:  # torch is imported by the torch twin only: the numpy OKS (evaluation) stays torch-free
+    import torch
 
 __all__ = ["EPS", "oks_matrix", "oks_matrix_torch", "oks_pairs", "oks_torch"]
 
@@ -134,6 +137,8 @@ def oks_torch(
 ) -> torch.Tensor:
     """Differentiable OKS with :func:`oks_pairs`' rules: ``pred`` (..., K, >=2), ``gt_keypoints``
     (..., K, 3), ``gt_areas`` (...), ``gt_boxes`` (..., 4), all broadcast together -> (...)."""
+    import torch
+
     sig = torch.as_tensor(sigmas, dtype=pred.dtype, device=pred.device)
     k = sig.shape[0]
     vis = gt_keypoints[..., 2] > 0
