@@ -12,7 +12,9 @@ from bupose.core.algorithms.geometry import (
     center_scale_affine,
     crop_affine,
     multi_scale_size,
+    pad_to_multiple,
     round_to_multiple,
+    short_side_resize_size,
     warp_affine,
     warp_image,
     warp_mask,
@@ -102,3 +104,16 @@ def test_warp_meta_is_frozen() -> None:
     m = WarpMeta((1, 2), (3, 4), (0.0, 0.0), (1.0, 1.0))
     with pytest.raises(AttributeError):
         m.size_wh = (1, 1)  # type: ignore[misc]
+
+
+def test_short_side_resize_and_padding() -> None:
+    assert short_side_resize_size((480, 640), 800) == (800, 1066)
+    assert short_side_resize_size((480, 640), 800, 1333) == (800, 1066)
+    assert short_side_resize_size((400, 1200), 800, 1333) == (444, 1332)  # long side capped
+    assert short_side_resize_size((800, 600), 600) == (800, 600)  # already there
+    img = np.ones((70, 129, 3), np.uint8)
+    out, pad = pad_to_multiple(img, 64, value=128)
+    assert out.shape == (128, 192, 3) and pad == (58, 63)
+    assert np.all(out[:70, :129] == 1) and np.all(out[70:] == 128) and np.all(out[:, 129:] == 128)
+    same, none = pad_to_multiple(out, 64)
+    assert none == (0, 0) and np.array_equal(same, out)

@@ -16,6 +16,9 @@ pixels to destination pixels.
 - :func:`warp_image` / :func:`warp_affine` / :func:`warp_mask`: ``cv2.warpAffine`` (bilinear, zero
   border); masks as uint8 x255, then ``> 0.5``.
 - :func:`back_project` (network input -> image, dtype kept) and :func:`apply_affine`.
+- :func:`short_side_resize_size` (DETR's ``RandomResize`` rule: short side to ``size`` unless the
+  long side would pass ``max_size``) and :func:`pad_to_multiple` (SimplePose pads right/bottom to a
+  multiple of 64 with value 128).
 """
 
 from __future__ import annotations
@@ -36,8 +39,10 @@ __all__ = [
     "center_scale_affine",
     "crop_affine",
     "multi_scale_size",
-    "round_to_multiple",
+    "pad_to_multiple",
     "rotate_affine",
+    "round_to_multiple",
+    "short_side_resize_size",
     "warp_affine",
     "warp_image",
     "warp_mask",
@@ -252,3 +257,38 @@ def back_project(points: np.ndarray, meta: WarpMeta) -> np.ndarray:
     out[..., 0] = trans[0, 0] * xy[..., 0] + trans[0, 1] * xy[..., 1] + trans[0, 2]
     out[..., 1] = trans[1, 0] * xy[..., 0] + trans[1, 1] * xy[..., 1] + trans[1, 2]
     return out
+
+
+def short_side_resize_size(
+    image_hw: tuple[int, int], size: int, max_size: int | None = None
+) -> tuple[int, int]:
+    """The (h, w) an image is resized to when its short side goes to ``size``, unless the long side
+    would then exceed ``max_size`` (then the long side goes to about ``max_size``); DETR's rule
+    (GroupPose test input: ``size`` 800, ``max_size`` 1333). Sides are truncated to int."""
+    h, w = int(image_hw[0]), int(image_hw[1])
+    if h <= 0 or w <= 0 or size <= 0:
+        raise ValueError(f"short_side_resize_size: sizes must be positive, got image {(h, w)}, size {size}")
+    if max_size is not None:
+        short, long = float(min(h, w)), float(max(h, w))
+        if long / short * size > max_size:
+            size = round(max_size * short / long)
+    if (w <= h and w == size) or (h <= w and h == size):
+        return h, w
+    if w < h:
+        return int(size * h / w), size
+    return size, int(size * w / h)
+
+
+def pad_to_multiple(
+    image: np.ndarray, multiple: int, *, value: float = 0
+) -> tuple[np.ndarray, tuple[int, int]]:
+    """``image`` (H, W, ...) padded on the right and bottom with ``value`` so that H and W are
+    multiples of ``multiple``; and the (bottom, right) padding added."""
+    if multiple <= 0:
+        raise ValueError(f"pad_to_multiple: multiple must be positive, got {multiple}")
+    h, w = image.shape[:2]
+    pad_h, pad_w = (-h) % multiple, (-w) % multiple
+    if pad_h == 0 and pad_w == 0:
+        return image.copy(), (0, 0)
+    widths = [(0, pad_h), (0, pad_w)] + [(0, 0)] * (image.ndim - 2)
+    return np.pad(image, widths, mode="constant", constant_values=value), (pad_h, pad_w)
