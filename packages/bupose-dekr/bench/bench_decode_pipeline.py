@@ -13,7 +13,8 @@ editable installs cannot leak the other side's code); both time the same work:
 2. the whole pipeline: ``DEKRPipeline.predict_batch`` (warp, network on plain + flipped input,
    decode) with ``hrnet_w18_small`` at ``--input-size``, batch 1 and ``--images``, median ms/image.
 
-The table prints both medians and AFTER / BEFORE (< 1 means faster). Both sides' decoded poses
+Each side runs ``--rounds`` times, alternating which goes first; the table prints the median over
+the rounds of each side's medians and AFTER / BEFORE (< 1 means faster). Both sides' decoded poses
 are compared (they must be identical). Timings on a shared machine are noisy; run it on an idle one
 for figures to quote.
 """
@@ -133,6 +134,9 @@ def main() -> None:
     ap.add_argument("--backbone", default="hrnet_w18_small")
     ap.add_argument("--threads", type=int, default=1, help="torch CPU threads in each side")
     ap.add_argument("--skip-pipeline", action="store_true")
+    ap.add_argument(
+        "--rounds", type=int, default=3, help="BEFORE/AFTER runs, alternating (median over rounds)"
+    )
     ap.add_argument("--child", type=Path, help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.child is not None:
@@ -149,8 +153,15 @@ def main() -> None:
     ]
     with tempfile.TemporaryDirectory(prefix="bupose-bench-before-") as tmp:
         commit = _export(args.before, Path(tmp))
-        before = _run_side(Path(tmp), argv)
-        after = _run_side(REPO, argv)
+        runs: dict[str, list[dict]] = {"before": [], "after": []}
+        for r in range(args.rounds):  # alternate the order so that a load change hits both sides
+            order = [("before", Path(tmp)), ("after", REPO)]
+            for side, tree in order if r % 2 == 0 else order[::-1]:
+                runs[side].append(_run_side(tree, argv))
+    before, after = dict(runs["before"][0]), dict(runs["after"][0])
+    for key in [k for k in before if k.endswith("_ms")]:
+        before[key] = statistics.median(x[key] for x in runs["before"])
+        after[key] = statistics.median(x[key] for x in runs["after"])
     print(f"BEFORE {args.before} ({commit[:10]}): {before['module']}")
     print(f"AFTER  this checkout: {after['module']}")
     same = (
