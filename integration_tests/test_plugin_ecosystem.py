@@ -48,6 +48,18 @@ def test_example_head_on_registered_backbones(backbone: str) -> None:
     assert model.head.input_shapes == model.backbone.output_shape()
 
 
+@pytest.mark.parametrize("backbone", ["resnet18", "resnet50", "swin_t"])
+def test_example_head_on_resnet_and_swin(backbone: str) -> None:
+    model = build_model(head="example", backbone=backbone).eval()
+    finest = min(s.stride for s in model.backbone.output_shape().values())
+    with torch.no_grad():
+        out = model(torch.randn(1, 3, 64, 96))
+    assert out["heatmap"].shape == (1, 17, 64 // finest, 96 // finest)
+    assert torch.isfinite(out["heatmap"]).all()
+    assert model.head.input_shapes == model.backbone.output_shape()
+    assert get_registry().get("backbones", backbone).distribution in ("bupose-resnet", "bupose-swin")
+
+
 class TestExampleHeadOnHRNet(HeadContract):
     head_name = "example"
     backbone_name = "hrnet_w18_small"

@@ -112,7 +112,7 @@ def test_train_nproc_spawns_torchrun(trained: dict[str, Path], tmp_path: Path) -
     import sys
 
     out = tmp_path / "ddp"
-    cmd = [sys.executable, "-m", "bupose.core.engine", "train", "--head", "dekr", "--backbone", "hrnet_w18_small",
+    cmd = [sys.executable, "-m", "bupose.core", "train", "--head", "dekr", "--backbone", "hrnet_w18_small",
            "--data", str(trained["base"] / "train"), "--out", str(out), "--nproc", "2", *SMALL,
            "--set", "steps=1", "--set", "threads=1"]
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600)

@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 
 from bupose.core.algorithms.geometry import crop_affine as affine_matrix
-from bupose.core.builtins.layouts import COCO17
 from bupose.core.data.transforms import BottomUpRandomAffine, to_tensor
+from bupose.core.layouts import COCO17
 
 GOLDEN = Path(__file__).parent / "data" / "golden" / "dekr"  # copied from /work/shared/golden/dekr
 

@@ -11,8 +11,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from bupose.core.cli.eval import eval_command
 from bupose.core.eval import CROWDPOSE_KEYS, available_engines, evaluate
-from bupose.core.eval.cli import eval_command
 
 SIGMAS = np.array([0.79, 0.79, 0.72, 0.72, 0.62, 0.62, 1.07, 1.07, 0.87, 0.87, 0.89, 0.89, 0.79, 0.79]) / 10.0
 T = np.linspace(0.5, 0.95, 10)

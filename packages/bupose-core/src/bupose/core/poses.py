@@ -8,7 +8,7 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["Poses"]
+__all__ = ["Poses", "supervision_edges"]
 
 
 @dataclass
@@ -92,3 +92,64 @@ class Poses:
         return Poses(
             self.keypoints[idx], self.scores[idx], self.layout, {k: v[idx] for k, v in self.extras.items()}
         )
+
+    # ------------------------------------------------------------------ supervision interop
+    def to_supervision(self, joint_threshold: float | None = None) -> Any:
+        """These people as a ``supervision.KeyPoints`` (``pip install supervision``).
+
+        ``xy`` (N, J, 2) float32, ``keypoint_confidence`` the per-joint scores, ``detection_confidence``
+        the person scores, ``class_id`` 0 (person); ``visible`` marks joints above ``joint_threshold``
+        (all visible when None). ``data`` carries the layout name and every per-person extra.
+        """
+        sv = _supervision()
+        n = len(self)
+        conf = self.keypoints[:, :, 2].astype(np.float32)
+        data = {"layout": np.array([self.layout] * n, dtype=object)}
+        data.update({k: np.asarray(v) for k, v in self.extras.items() if np.shape(v)[:1] == (n,)})
+        return sv.KeyPoints(
+            xy=self.keypoints[:, :, :2].astype(np.float32),
+            class_id=np.zeros(n, dtype=int),
+            keypoint_confidence=conf,
+            detection_confidence=self.scores.astype(np.float32),
+            visible=None if joint_threshold is None else conf > joint_threshold,
+            data=data,
+        )
+
+    @classmethod
+    def from_supervision(cls, key_points: Any, layout: str | None = None) -> Poses:
+        """``Poses`` from a ``supervision.KeyPoints`` (as :meth:`to_supervision` makes or another model
+        gives). Missing keypoint confidences are 1; a missing person score is the mean joint score;
+        ``layout`` defaults to the one stored by :meth:`to_supervision`."""
+        xy = np.asarray(key_points.xy, dtype=np.float64)
+        if xy.ndim != 3 or xy.shape[2] != 2:
+            raise ValueError(f"supervision KeyPoints.xy must be (N, J, 2), got {xy.shape}")
+        n, j = xy.shape[:2]
+        conf = getattr(key_points, "keypoint_confidence", None)
+        if conf is None:
+            conf = getattr(key_points, "confidence", None)
+        conf = np.ones((n, j)) if conf is None else np.asarray(conf, dtype=np.float64).reshape(n, j)
+        det = getattr(key_points, "detection_confidence", None)
+        scores = conf.mean(axis=1) if n and det is None else np.asarray(det if det is not None else [], float)
+        data = dict(getattr(key_points, "data", {}) or {})
+        stored = data.pop("layout", None)
+        if layout is None:
+            if stored is None or len(stored) == 0:
+                raise ValueError("from_supervision: pass layout= (the KeyPoints carry no bupose layout)")
+            layout = str(stored[0])
+        extras = {k: np.asarray(v) for k, v in data.items() if np.shape(v)[:1] == (n,)}
+        return cls(np.concatenate([xy, conf[:, :, None]], axis=2), scores, layout, extras)
+
+
+def supervision_edges(layout: str | Any) -> list[tuple[int, int]]:
+    """The layout's skeleton as supervision's 1-based edge list (for ``EdgeAnnotator(edges=...)``)."""
+    from .layouts import get_layout
+
+    return [(a + 1, b + 1) for a, b in get_layout(layout).skeleton]
+
+
+def _supervision() -> Any:
+    try:
+        import supervision
+    except ImportError:
+        raise ImportError("Poses.to_supervision needs the supervision package: pip install supervision") from None
+    return supervision

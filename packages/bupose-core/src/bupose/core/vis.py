@@ -11,8 +11,8 @@ from typing import Any
 import cv2
 import numpy as np
 
-from .builtins.layouts import get_layout
 from .io import read_image
+from .layouts import get_layout
 from .poses import Poses
 from .specs import LayoutSpec
 

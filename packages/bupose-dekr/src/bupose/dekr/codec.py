@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from bupose.core.builtins.layouts import get_layout
+from bupose.core.layouts import get_layout
 from bupose.core.poses import Poses
 from bupose.core.specs import LayoutSpec
 

@@ -279,7 +279,7 @@ class DEKRDecoder:
     """
 
     def __init__(self, layout: str | LayoutSpec, **options: Any) -> None:
-        from bupose.core.builtins.layouts import get_layout
+        from bupose.core.layouts import get_layout
 
         layout = self.layout = get_layout(layout)
         unknown = set(options) - set(DEFAULT_OPTIONS)

@@ -1,147 +1,16 @@
-"""Core's ``bupose train`` command (and ``bupose demo``): the training engine on the command line."""
+"""Core built-in plugin adding ``bupose train`` and ``bupose demo``."""
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
-from typing import Any
-
 import click
 
-from ..cli import BuposeError
 from ..hookspecs import hookimpl
-
-__all__ = ["bupose_register_commands", "train_command"]
-
-def _config_from_cli(config: str | None, flags: dict[str, Any], sets: tuple[str, ...], resume: bool) -> Any:
-    """defaults < the stored config of a resumed run < --config FILE < command-line flags < --set."""
-    from pathlib import Path
-
-    from ..engine.config import ConfigError, TrainConfig, apply_overrides, load_config
-
-    try:
-        base = TrainConfig()
-        out = flags.get("out")
-        stored = Path(out) / "config.json" if out else None
-        if resume and stored is not None and stored.is_file() and config is None:
-            import json
-
-            base = TrainConfig.from_dict(json.loads(stored.read_text()), source=str(stored))
-        given = {k: v for k, v in flags.items() if v is not None}
-        cfg = load_config(config, (), base=base) if config else base
-        apply_overrides(cfg, given, source="command line")
-        return load_config(None, sets, base=cfg)
-    except ConfigError as exc:
-        raise BuposeError(str(exc)) from None
-
-
-def _spawn_torchrun(nproc: int, argv: list[str]) -> None:
-    """Re-run this command under ``python -m torch.distributed.run`` with ``nproc`` processes."""
-    cmd = [
-        sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={nproc}",
-        "-m", "bupose.core.engine", *argv,
-    ]
-    click.echo(f"bupose train: launching {nproc} processes: {' '.join(cmd)}", err=True)
-    rc = subprocess.call(cmd)
-    if rc != 0:
-        raise BuposeError(f"training under torchrun failed (exit status {rc}); see the messages above")
-
-
-@click.command("train")
-@click.option("--head", help="Registered head, e.g. dekr.")
-@click.option("--backbone", help="Registered backbone, e.g. hrnet_w18_small.")
-@click.option("--data", help="Training dataset: a COCO json, a folder with annotations.json, coco:ROOT:SPLIT...")
-@click.option("--val-data", "val_data", help="Validation dataset (same forms); evaluated periodically.")
-@click.option("--layout", help="Keypoint layout (default: the dataset's).")
-@click.option("--config", "config", type=click.Path(dir_okay=False), help="Settings file (.json, .toml, .yaml).")
-@click.option("--set", "sets", multiple=True, metavar="KEY=VALUE", help="Override one setting (repeatable).")
-@click.option("--out", help="Run folder: checkpoints, logs, config, exported weights.")
-@click.option("--device", help="cpu, cuda, cuda:1 or auto (default).")
-@click.option("--resume", is_flag=True, help="Continue the run in --out from its last checkpoint.")
-@click.option("--nproc", type=int, default=1, show_default=True, help="Processes on this machine (torchrun).")
-@click.option("--check", is_flag=True, help="Check the configuration and exit without training.")
-def train_command(
-    head: str | None, backbone: str | None, data: str | None, val_data: str | None, layout: str | None,
-    config: str | None, sets: tuple[str, ...], out: str | None, device: str | None, resume: bool,
-    nproc: int, check: bool,
-) -> None:
-    """Train HEAD on BACKBONE. Settings: defaults < --config FILE < flags < --set key=value.
-
-    Batch size is global (split over processes). Several processes: --nproc N here, or
-    torchrun ... -m bupose.core.engine train ... for several machines (docs/training.md).
-    """
-    from ..engine.build import check_config
-    from ..engine.config import ConfigError
-
-    flags = {"head": head, "backbone": backbone, "data": data, "val_data": val_data, "layout": layout,
-             "out": out, "device": device}
-    cfg = _config_from_cli(config, flags, sets, resume)
-    is_worker = "WORLD_SIZE" in os.environ
-    try:
-        check_config(cfg)
-    except ConfigError as exc:
-        raise BuposeError(str(exc)) from None
-    if check:
-        click.echo("configuration OK")
-        return
-    if nproc < 1:
-        raise BuposeError("--nproc must be >= 1")
-    if nproc > 1 and not is_worker:
-        if cfg.batch_size % nproc:
-            raise BuposeError(f"config: batch_size {cfg.batch_size} (global) is not divisible by --nproc {nproc}")
-        argv = ["train"]
-        for key, value in flags.items():
-            if value is not None:
-                argv += [f"--{key.replace('_', '-')}", str(value)]
-        if config:
-            argv += ["--config", config]
-        for item in sets:
-            argv += ["--set", item]
-        if resume:
-            argv.append("--resume")
-        _spawn_torchrun(nproc, argv)
-        return
-    from ..engine.build import train
-
-    try:
-        result = train(cfg, resume=resume)
-    except ConfigError as exc:
-        raise BuposeError(str(exc)) from None
-    if int(os.environ.get("RANK", "0")) == 0:
-        click.echo(f"trained {result.steps} steps in {result.seconds:.1f} s; weights: {result.final_weights}")
-        if result.metrics:
-            click.echo("last evaluation: " + ", ".join(f"{k} {v:.4f}" for k, v in result.metrics.items()))
-        if result.best_metric is not None:
-            click.echo(f"best {cfg.best_metric}: {result.best_metric:.4f} -> {result.best_weights}")
-
-
-@click.command("demo")
-@click.option("--out", default="bupose-demo", show_default=True, help="Folder for data, run, results, overlays.")
-@click.option("--set", "sets", multiple=True, metavar="KEY=VALUE",
-              help="Change a demo setting, e.g. train.steps=200 or train_images=300 (repeatable).")
-@click.option("--no-progress", is_flag=True, help="No progress bars (logs only).")
-def demo_command(out: str, sets: tuple[str, ...], no_progress: bool) -> None:
-    """Generate synthetic scenes, train DEKR + small HRNet on the CPU, evaluate, run on held-out images."""
-    from ..engine.config import ConfigError, parse_override
-    from ..engine.demo import run_demo
-
-    overrides: dict[str, Any] = {}
-    try:
-        for item in sets:
-            key, value = parse_override(item)
-            node = overrides
-            *parents, leaf = key.split(".")
-            for p in parents:
-                node = node.setdefault(p, {})
-            node[leaf] = value
-        summary = run_demo(out, overrides=overrides, progress=not no_progress)
-    except (ConfigError, FileExistsError) as exc:
-        raise BuposeError(str(exc)) from None
-    click.echo(f"validation AP {summary['val_AP']:.4f}; summary: {out}/summary.md")
 
 
 @hookimpl
 def bupose_register_commands(cli: click.Group) -> None:
+    from ..cli.demo import demo_command
+    from ..cli.train import train_command
+
     cli.add_command(train_command)
     cli.add_command(demo_command)

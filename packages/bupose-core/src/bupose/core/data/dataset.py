@@ -29,7 +29,7 @@ from typing import Any
 
 import numpy as np
 
-from ..builtins.layouts import get_layout
+from ..layouts import get_layout
 from ..specs import LayoutSpec
 
 __all__ = ["DatasetError", "KeypointDataset", "load_dataset", "resolve_spec"]

@@ -478,7 +478,7 @@ def render_scene(
 
 
 def _categories(layout: str) -> list[dict[str, Any]]:
-    from ..builtins.layouts import COCO17, CROWDPOSE14
+    from ..layouts import COCO17, CROWDPOSE14
 
     spec = COCO17 if layout == "coco17" else CROWDPOSE14
     return [

@@ -75,7 +75,7 @@ class BottomUpRandomAffine:
         self.flip_prob = float(flip_prob)
         self.scale_type = scale_type
         if isinstance(layout, str):
-            from ..builtins.layouts import get_layout
+            from ..layouts import get_layout
 
             layout = get_layout(layout)
         self.layout = layout

@@ -13,7 +13,7 @@ from ..model import PoseModel
 from ..plugins import Registry, get_registry
 from ..specs import HeadSpec, import_object
 
-__all__ = ["evaluate_model", "make_estimator", "model_mode", "predict_dataset", "subset_annotations"]
+__all__ = ["evaluate_model", "make_estimator", "predict_dataset", "subset_annotations"]
 
 
 def make_estimator(
@@ -93,90 +93,3 @@ def evaluate_model(
     annotations = copy.deepcopy(subset_annotations(dataset, max_images))
     metrics = evaluate(results, annotations, layout=dataset.layout.name)
     return results, {k: float(v) for k, v in metrics.items()}
-
-
-def _parse_scales(scales: str) -> tuple[float, ...]:
-    try:
-        values = tuple(float(s) for s in scales.split(",") if s.strip())
-    except ValueError:
-        values = ()
-    if not values or any(v <= 0 for v in values):
-        raise ValueError(f"--scales {scales!r}: expected positive numbers separated by commas, e.g. 0.5,1,2")
-    return values
-
-
-def model_mode(
-    *,
-    head: str,
-    backbone: str,
-    weights: str,
-    data: str,
-    batch_size: int = 8,
-    device: str = "cpu",
-    flip: bool = True,
-    scales: str = "1",
-    input_size: int | None = None,
-    amp: bool = False,
-    max_images: int | None = None,
-    save_results: str = "results.json",
-    output: str | None = None,
-    engine: str = "auto",
-    trust: bool = False,
-    progress: bool = True,
-    pipeline_options: Mapping[str, Any] | None = None,
-) -> dict[str, float]:
-    """``bupose eval`` model mode: run a model over a dataset, write results, print the metrics.
-
-    ``pipeline_options`` are extra test-time options of the head's pipeline/decoder (e.g. DEKR's
-    ``match_hmp``)."""
-    import json
-    import os
-
-    import click
-
-    from ..cli import BuposeError
-    from ..data.dataset import load_dataset
-    from ..eval import evaluate, format_table
-    from ..eval.cli import write_metrics
-    from ..inference import load_model
-    from ..weights import atomic_write
-
-    if not os.path.isfile(weights):
-        raise BuposeError(f"--weights {weights}: file not found")
-    try:
-        dataset = load_dataset(data)
-        scale_tuple = _parse_scales(scales)
-    except (ValueError, OSError) as exc:
-        raise BuposeError(f"--data {data}: {exc}" if "scales" not in str(exc) else str(exc)) from None
-    options: dict[str, Any] = {"flip": flip, "scales": scale_tuple, "amp": amp}
-    if input_size is not None:
-        options["input_size"] = input_size
-    options.update(pipeline_options or {})
-    try:
-        estimator = load_model(
-            head, backbone, weights, layout=dataset.layout.name, device=device, trust=trust, **options
-        )
-    except TypeError as exc:
-        if not pipeline_options:
-            raise
-        raise BuposeError(
-            f"--option {', '.join(sorted(pipeline_options))}: not accepted by head {head!r}: {exc}"
-        ) from exc
-    results = predict_dataset(
-        estimator, dataset, batch_size=batch_size, max_images=max_images, progress=progress
-    )
-
-    def write(tmp: str) -> None:
-        with open(tmp, "w", encoding="utf-8") as f:
-            json.dump(results, f)
-
-    atomic_write(save_results, write)
-    annotations = copy.deepcopy(subset_annotations(dataset, max_images))
-    metrics = evaluate(results, annotations, layout=dataset.layout.name, engine=engine)
-    n = len(dataset) if max_images is None else min(max_images, len(dataset))
-    click.echo(f"{head} + {backbone} on {data}: {n} images, {len(results)} poses -> {save_results}")
-    click.echo(format_table(metrics, dataset.layout.name))
-    if output:
-        write_metrics(output, metrics)
-        click.echo(f"metrics written to {output}")
-    return metrics

@@ -13,7 +13,7 @@ import numpy as np
 
 from ._engine import EvalError
 
-__all__ = ["load_results", "poses_to_results", "write_results"]
+__all__ = ["load_results", "poses_to_results", "write_metrics", "write_results"]
 
 
 def _plain(value: Any) -> Any:
@@ -81,3 +81,15 @@ def poses_to_results(poses_by_image: Mapping[int, Any], category_id: int = 1, wi
     for image_id, poses in poses_by_image.items():
         out.extend(poses.to_coco(int(image_id), category_id=category_id, with_bbox=with_bbox))
     return out
+
+
+def write_metrics(path: str | Path, metrics: dict[str, Any]) -> Path:
+    """Write a flat JSON object of metrics atomically."""
+    from ..weights import atomic_write
+
+    def write(tmp: str) -> None:
+        with open(tmp, "w", encoding="utf-8") as f:
+            json.dump(metrics, f, indent=2)
+            f.write("\n")
+
+    return atomic_write(path, write)

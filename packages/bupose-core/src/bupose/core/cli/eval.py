@@ -13,29 +13,19 @@ metrics of the dataset's layout.
 
 from __future__ import annotations
 
-import json
-from pathlib import Path
+from collections.abc import Mapping
 from typing import Any
 
 import click
 
-__all__ = ["eval_command", "write_metrics"]
+from . import BuposeError
 
-
-def write_metrics(path: str | Path, metrics: dict[str, Any]) -> Path:
-    """Write a flat JSON object of metrics atomically."""
-    from ..weights import atomic_write
-
-    def write(tmp: str) -> None:
-        with open(tmp, "w", encoding="utf-8") as f:
-            json.dump(metrics, f, indent=2)
-            f.write("\n")
-
-    return atomic_write(path, write)
+__all__ = ["eval_command", "model_mode"]
 
 
 def _results_mode(results: str, annotations: str, layout: str, output: str | None, engine: str) -> None:
-    from . import EvalError, evaluate, format_table
+    from ..eval import EvalError, evaluate, format_table
+    from ..eval.results import write_metrics
 
     try:
         metrics = evaluate(results, annotations, layout=layout, engine=engine)
@@ -97,8 +87,7 @@ def eval_command(
         missing = [k for k, v in model_opts.items() if v is None]
         if missing:
             raise click.UsageError(f"model mode needs {', '.join(missing)} as well")
-        from ..cli.run import parse_options
-        from ..engine.evaluation import model_mode
+        from .run import parse_options
 
         model_mode(
             head=str(head), backbone=str(backbone), weights=str(weights), data=str(data),
@@ -110,3 +99,89 @@ def eval_command(
     if not results or not annotations:
         raise click.UsageError("results mode needs both --results and --annotations")
     _results_mode(results, annotations, layout, output, engine)
+
+
+def _parse_scales(scales: str) -> tuple[float, ...]:
+    try:
+        values = tuple(float(s) for s in scales.split(",") if s.strip())
+    except ValueError:
+        values = ()
+    if not values or any(v <= 0 for v in values):
+        raise ValueError(f"--scales {scales!r}: expected positive numbers separated by commas, e.g. 0.5,1,2")
+    return values
+
+
+def model_mode(
+    *,
+    head: str,
+    backbone: str,
+    weights: str,
+    data: str,
+    batch_size: int = 8,
+    device: str = "cpu",
+    flip: bool = True,
+    scales: str = "1",
+    input_size: int | None = None,
+    amp: bool = False,
+    max_images: int | None = None,
+    save_results: str = "results.json",
+    output: str | None = None,
+    engine: str = "auto",
+    trust: bool = False,
+    progress: bool = True,
+    pipeline_options: Mapping[str, Any] | None = None,
+) -> dict[str, float]:
+    """``bupose eval`` model mode: run a model over a dataset, write results, print the metrics.
+
+    ``pipeline_options`` are extra test-time options of the head's pipeline/decoder (e.g. DEKR's
+    ``match_hmp``)."""
+    import copy
+    import json
+    import os
+
+    from ..data.dataset import load_dataset
+    from ..engine.evaluation import predict_dataset, subset_annotations
+    from ..eval import evaluate, format_table
+    from ..eval.results import write_metrics
+    from ..inference import load_model
+    from ..weights import atomic_write
+
+    if not os.path.isfile(weights):
+        raise BuposeError(f"--weights {weights}: file not found")
+    try:
+        dataset = load_dataset(data)
+        scale_tuple = _parse_scales(scales)
+    except (ValueError, OSError) as exc:
+        raise BuposeError(f"--data {data}: {exc}" if "scales" not in str(exc) else str(exc)) from None
+    options: dict[str, Any] = {"flip": flip, "scales": scale_tuple, "amp": amp}
+    if input_size is not None:
+        options["input_size"] = input_size
+    options.update(pipeline_options or {})
+    try:
+        estimator = load_model(
+            head, backbone, weights, layout=dataset.layout.name, device=device, trust=trust, **options
+        )
+    except TypeError as exc:
+        if not pipeline_options:
+            raise
+        raise BuposeError(
+            f"--option {', '.join(sorted(pipeline_options))}: not accepted by head {head!r}: {exc}"
+        ) from exc
+    results = predict_dataset(
+        estimator, dataset, batch_size=batch_size, max_images=max_images, progress=progress
+    )
+
+    def write(tmp: str) -> None:
+        with open(tmp, "w", encoding="utf-8") as f:
+            json.dump(results, f)
+
+    atomic_write(save_results, write)
+    annotations = copy.deepcopy(subset_annotations(dataset, max_images))
+    metrics = evaluate(results, annotations, layout=dataset.layout.name, engine=engine)
+    n = len(dataset) if max_images is None else min(max_images, len(dataset))
+    click.echo(f"{head} + {backbone} on {data}: {n} images, {len(results)} poses -> {save_results}")
+    click.echo(format_table(metrics, dataset.layout.name))
+    if output:
+        write_metrics(output, metrics)
+        click.echo(f"metrics written to {output}")
+    return metrics

@@ -1,0 +1,140 @@
+"""``bupose plugins``, ``bupose list`` and ``bupose info``: what is installed and in use."""
+
+from __future__ import annotations
+
+__all__ = ["info_command", "list_command", "plugins_command"]
+
+import json
+import os
+import platform
+import sys
+from importlib import metadata as md
+from typing import Any
+
+import click
+
+from ..plugins import FIRST_PARTY, get_registry
+from ..specs import SPEC_TYPES, BackboneSpec, HeadSpec, OpSpec, WeightsSpec
+
+
+def _facts(spec: Any) -> str:
+    if isinstance(spec, BackboneSpec):
+        return ", ".join(f"{k}: {v.channels}ch/s{v.stride}" for k, v in spec.outputs.items())
+    if isinstance(spec, HeadSpec):
+        return f"layouts: {', '.join(spec.layouts)}"
+    if isinstance(spec, OpSpec):
+        return f"{spec.implementation}, priority {spec.priority}, {'/'.join(spec.devices)}"
+    if isinstance(spec, WeightsSpec):
+        return f"{spec.head}+{spec.backbone} {spec.layout}: {', '.join(spec.file_names)}"
+    return ""
+
+
+@click.command("plugins")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+def plugins_command(as_json: bool) -> None:
+    """Installed bupose distributions, what each registers, and load errors."""
+    desc = get_registry().describe()
+    if as_json:
+        click.echo(json.dumps(desc, indent=2))
+        return
+    for dist in desc["distributions"]:
+        click.echo(f"{dist['distribution']} {dist['version']}")
+        for plugin in dist["plugins"]:
+            tag = " (built-in)" if plugin["builtin"] else ""
+            click.echo(f"  plugin {plugin['name']} [{plugin['module']}]{tag}")
+            for kind, names in plugin["components"].items():
+                click.echo(f"    {kind}: {', '.join(names)}")
+            if plugin["commands"]:
+                click.echo(f"    commands: {', '.join(plugin['commands'])}")
+            for err in plugin["errors"]:
+                click.echo(f"    ERROR during {err['stage']}: {err['error']}")
+    if desc["errors"]:
+        click.echo(f"\n{len(desc['errors'])} plugin error(s); `bupose plugins --json` has tracebacks.")
+
+
+@click.command("list")
+@click.argument("kind", required=False, type=click.Choice(list(SPEC_TYPES)))
+def list_command(kind: str | None) -> None:
+    """Registered components, optionally of one KIND."""
+    registry = get_registry()
+    kinds = [kind] if kind else list(SPEC_TYPES)
+    for k in kinds:
+        names = registry.names(k)
+        click.echo(f"{k}:")
+        if not names:
+            click.echo(f"  (no {k} installed)")
+            first_party = sorted(set(FIRST_PARTY.get(k, {}).values()))
+            if first_party:
+                click.echo(
+                    f"  install one, e.g.: {sys.executable} -m pip install {first_party[0]}"
+                    f"  (available: {', '.join(first_party)})"
+                )
+            continue
+        for name in names:
+            spec = registry.components[k][name]
+            facts = _facts(spec)
+            click.echo(
+                f"  {name:<28} {spec.summary}"
+                + (f" [{facts}]" if facts else "")
+                + f"  <- {spec.distribution} {spec.version}"
+            )
+            if isinstance(spec, WeightsSpec) and spec.source:
+                click.echo(f"  {'':<28} get it from: {spec.source}")
+
+
+def _version(dist: str) -> str | None:
+    try:
+        return md.version(dist)
+    except md.PackageNotFoundError:
+        return None
+
+
+@click.command("info")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+def info_command(as_json: bool) -> None:
+    """Versions, devices and which op implementations are in use."""
+    import torch
+
+    from ..ops import OpUnavailableError, op_status, selected_implementation
+
+    registry = get_registry()
+    dists = sorted({p.distribution for p in registry.plugins})
+    info: dict[str, Any] = {
+        "python": sys.version.split()[0],
+        "platform": platform.platform(),
+        "torch": torch.__version__,
+        "numpy": _version("numpy"),
+        "opencv": _version("opencv-python-headless") or _version("opencv-python"),
+        "pycocotools": _version("pycocotools"),
+        "bupose": {d: _version(d) for d in dists},
+        "cuda_available": torch.cuda.is_available(),
+        "cuda_devices": [torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())],
+        "cpu_threads": torch.get_num_threads(),
+        "ops": {},
+    }
+    for name, impls in op_status().items():
+        chosen: dict[str, str | None] = {}
+        for dev in ("cpu", "cuda"):
+            try:
+                chosen[dev] = selected_implementation(name, dev)
+            except OpUnavailableError as exc:
+                chosen[dev] = None
+                info.setdefault("op_errors", {})[f"{name}/{dev}"] = str(exc)
+        info["ops"][name] = {"in_use": chosen, "implementations": impls}
+    info["ops_forced"] = os.environ.get("BUPOSE_OPS") or None
+    if as_json:
+        click.echo(json.dumps(info, indent=2))
+        return
+    for key in ("python", "platform", "torch", "numpy", "opencv", "pycocotools"):
+        click.echo(f"{key:<12} {info[key]}")
+    click.echo("bupose:")
+    for d, v in info["bupose"].items():
+        click.echo(f"  {d:<24} {v}")
+    devices = ", ".join(info["cuda_devices"]) or "none"
+    click.echo(f"device       cpu ({info['cpu_threads']} threads); cuda: {devices}")
+    click.echo("ops:" + (f" (forced by BUPOSE_OPS={info['ops_forced']})" if info["ops_forced"] else ""))
+    for name, o in info["ops"].items():
+        click.echo(f"  {name}: cpu -> {o['in_use']['cpu']}, cuda -> {o['in_use']['cuda']}")
+        for i in o["implementations"]:
+            state = "available" if i["available"] else f"unavailable ({i['reason']})"
+            click.echo(f"    {i['implementation']:<10} priority {i['priority']:<3} {state}")

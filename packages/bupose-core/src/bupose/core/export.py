@@ -1,0 +1,262 @@
+"""ONNX export of a :class:`~bupose.core.model.PoseModel` and an onnxruntime stand-in for its network.
+
+``export_onnx(model, "model.onnx")`` writes the network (backbone + head, every output field of the
+head as one named ONNX output) with the model's metadata (head, backbone, layout, config) in the
+file's ``metadata_props``, so the file alone rebuilds the same inference pipeline.
+``load_onnx_model("model.onnx")`` returns a :class:`PoseModel` whose network runs in onnxruntime:
+the head's own pipeline (resize, flip test, decoding) runs unchanged around it, so poses from the
+ONNX file can be compared one to one with the torch path.
+
+Deformable convolution exports as the standard ONNX ``DeformConv`` (opset 19), which onnxruntime runs
+on the CPU. ``onnx`` and ``onnxruntime`` are optional (``pip install bupose-core[export]``).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import warnings
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from .inference import Estimator
+from .model import PoseModel, build_model
+from .weights import atomic_write
+
+__all__ = [
+    "DEFAULT_OPSET",
+    "ExportCheck",
+    "ExportError",
+    "OnnxNetwork",
+    "export_onnx",
+    "load_onnx_estimator",
+    "load_onnx_model",
+    "read_onnx_metadata",
+]
+
+DEFAULT_OPSET = 19
+"""The lowest opset with ``DeformConv`` (DEKR's adaptive convolution)."""
+
+_META_KEY = "bupose"
+
+
+class ExportError(RuntimeError):
+    """The model could not be exported, or the exported file does not reproduce the torch outputs."""
+
+
+def _need(module: str) -> Any:
+    import importlib
+
+    try:
+        return importlib.import_module(module)
+    except ImportError:
+        raise ExportError(
+            f"{module} is not installed; ONNX export/run needs `pip install bupose-core[export]` "
+            "(onnx and onnxruntime)"
+        ) from None
+
+
+class _FieldsInOrder(nn.Module):
+    """The model's output dict as a tuple in a fixed field order (ONNX outputs are positional)."""
+
+    def __init__(self, model: PoseModel, fields: Sequence[str]) -> None:
+        super().__init__()
+        self.model = model
+        self.fields = tuple(fields)
+
+    def forward(self, images: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        out = self.model(images)
+        return tuple(out[f] for f in self.fields)
+
+
+@dataclass(frozen=True)
+class ExportCheck:
+    """How closely onnxruntime reproduced the torch outputs on the export input."""
+
+    max_abs_error: dict[str, float]
+    max_abs_value: dict[str, float]
+
+    @property
+    def worst(self) -> float:
+        return max(self.max_abs_error.values(), default=0.0)
+
+
+def read_onnx_metadata(path: str | os.PathLike[str]) -> dict[str, Any]:
+    """The bupose metadata stored in an exported file (head, backbone, layout, fields, config)."""
+    onnx = _need("onnx")
+    try:
+        proto = onnx.load(str(path), load_external_data=False)
+    except Exception as exc:  # noqa: BLE001 - any parse failure is the same user error
+        raise ExportError(f"{path}: not a readable ONNX file ({type(exc).__name__}: {exc})") from None
+    props = {p.key: p.value for p in proto.metadata_props}
+    if _META_KEY not in props:
+        raise ExportError(f"{path}: an ONNX file without bupose metadata (not written by `bupose export`)")
+    meta = json.loads(props[_META_KEY])
+    for key in ("head", "backbone", "layout", "fields"):
+        if key not in meta:
+            raise ExportError(f"{path}: bupose metadata lacks {key!r}")
+    return meta
+
+
+def export_onnx(
+    model: PoseModel,
+    path: str | os.PathLike[str],
+    *,
+    input_hw: tuple[int, int] = (512, 512),
+    opset: int = DEFAULT_OPSET,
+    dynamic_batch: bool = True,
+    dynamic_size: bool = True,
+    check: bool = True,
+    batch: int = 1,
+) -> ExportCheck | None:
+    """Write ``model``'s network to ``path`` (atomically) as ONNX; with ``check`` compare onnxruntime's
+    outputs with torch's on the export input and return the errors.
+
+    ``input_hw`` is the example input's size (with ``dynamic_size`` other sizes run too; DEKR's inputs
+    change with the aspect ratio). Raises :class:`ExportError` when export fails or onnxruntime
+    disagrees with torch by more than 1e-3 of the output's magnitude.
+    """
+    onnx = _need("onnx")
+    if opset < DEFAULT_OPSET:
+        raise ExportError(f"--opset {opset}: bupose exports need opset >= {DEFAULT_OPSET} (DeformConv)")
+    h, w = int(input_hw[0]), int(input_hw[1])
+    if h <= 0 or w <= 0:
+        raise ExportError(f"input size must be positive, got {input_hw}")
+    was_training = model.training
+    model = model.eval()
+    generator = torch.Generator().manual_seed(0)
+    device = next(model.parameters()).device
+    example = torch.randn(batch, 3, h, w, generator=generator).to(device)
+    with torch.no_grad():
+        reference = model(example)
+    fields = sorted(reference)
+    wrapper = _FieldsInOrder(model, fields).eval()
+    axes: dict[str, dict[int, str]] = {}
+    if dynamic_batch or dynamic_size:
+        spatial = {2: "height", 3: "width"} if dynamic_size else {}
+        axes["images"] = {**({0: "batch"} if dynamic_batch else {}), **spatial}
+        for f in fields:
+            dims = {**({0: "batch"} if dynamic_batch else {})}
+            if dynamic_size and reference[f].dim() == 4:
+                dims.update({2: f"{f}_height", 3: f"{f}_width"})
+            axes[f] = dims
+    meta = {
+        **model.metadata(),
+        "fields": fields,
+        "input_hw": [h, w],
+        "opset": opset,
+        "dynamic_batch": dynamic_batch,
+        "dynamic_size": dynamic_size,
+    }
+
+    def write(tmp: str) -> None:
+        try:
+            with torch.no_grad(), warnings.catch_warnings():
+                # the tracer warns about every Python-level shape check; the check below is the proof
+                warnings.simplefilter("ignore", torch.jit.TracerWarning)
+                warnings.simplefilter("ignore", DeprecationWarning)  # the TorchScript exporter: DeformConv needs it
+                torch.onnx.export(
+                    wrapper, (example,), tmp, opset_version=opset, dynamo=False,
+                    input_names=["images"], output_names=fields, dynamic_axes=axes or None,
+                )  # fmt: skip
+        except Exception as exc:
+            raise ExportError(f"ONNX export of {model.head_name} + {model.backbone_name} failed: {exc}") from exc
+        proto = onnx.load(tmp)
+        entry = proto.metadata_props.add()
+        entry.key = _META_KEY
+        entry.value = json.dumps(meta)
+        onnx.save(proto, tmp)
+
+    try:
+        out_path = atomic_write(path, write)
+    finally:
+        model.train(was_training)
+    if not check:
+        return None
+    net = OnnxNetwork(out_path)
+    got = net(example.cpu())
+    errors = {f: float((got[f] - reference[f].float().cpu()).abs().max()) for f in fields}
+    values = {f: float(reference[f].float().abs().max()) for f in fields}
+    result = ExportCheck(errors, values)
+    for f in fields:
+        if errors[f] > 1e-3 * max(1.0, values[f]):
+            out_path.unlink(missing_ok=True)
+            raise ExportError(
+                f"onnxruntime output {f!r} differs from torch by {errors[f]:.3g} (|values| up to "
+                f"{values[f]:.3g}); the file was removed"
+            )
+    return result
+
+
+class OnnxNetwork:
+    """An exported network in an onnxruntime session: ``net(images) -> {field: tensor}``."""
+
+    def __init__(self, path: str | os.PathLike[str], *, providers: Sequence[str] | None = None) -> None:
+        ort = _need("onnxruntime")
+        self.path = Path(path)
+        self.metadata = read_onnx_metadata(self.path)
+        available = ort.get_available_providers()
+        chosen = list(providers) if providers else [p for p in ("CUDAExecutionProvider",) if p in available]
+        chosen.append("CPUExecutionProvider")
+        self.session = ort.InferenceSession(str(self.path), providers=chosen)
+        self.fields = tuple(self.metadata["fields"])
+
+    def __call__(self, images: torch.Tensor) -> dict[str, torch.Tensor]:
+        x = images.detach().float().cpu().numpy()
+        outs = self.session.run(list(self.fields), {"images": np.ascontiguousarray(x)})
+        return {f: torch.from_numpy(np.asarray(o)).to(images.device) for f, o in zip(self.fields, outs)}
+
+
+class _OnnxBackedModel(PoseModel):
+    """A :class:`PoseModel` whose forward runs the exported network in onnxruntime."""
+
+    network: OnnxNetwork
+
+    def forward(self, images: Any) -> dict[str, torch.Tensor]:  # type: ignore[override]
+        x = images if isinstance(images, torch.Tensor) else images.images
+        return self.network(x)
+
+
+def load_onnx_model(
+    path: str | os.PathLike[str], *, providers: Sequence[str] | None = None
+) -> PoseModel:
+    """A :class:`PoseModel` built from an exported file's metadata whose network runs in onnxruntime.
+
+    The torch modules are built (randomly initialised, never run) only so that the head's pipeline finds
+    the attributes it reads (strides, layout, the trained input size).
+    """
+    network = OnnxNetwork(path, providers=providers)
+    meta = network.metadata
+    config: Mapping[str, Any] = meta.get("config") or {}
+    skeleton = build_model(
+        meta["head"], meta["backbone"], meta["layout"],
+        head_kwargs=config.get("head_kwargs"), backbone_kwargs=config.get("backbone_kwargs"),
+    )  # fmt: skip
+    model = _OnnxBackedModel(
+        skeleton.backbone, skeleton.head, head_name=skeleton.head_name, backbone_name=skeleton.backbone_name,
+        layout=skeleton.layout, config=dict(config),
+    )  # fmt: skip
+    model.network = network
+    return model.eval()
+
+
+def load_onnx_estimator(
+    path: str | os.PathLike[str], *, providers: Sequence[str] | None = None, **pipeline_options: Any
+) -> Estimator:
+    """An :class:`~bupose.core.inference.Estimator` running the exported network in onnxruntime inside
+    the head's own pipeline (``pipeline_options`` as for :func:`~bupose.core.inference.load_model`)."""
+    from .plugins import get_registry
+    from .specs import HeadSpec, import_object
+
+    model = load_onnx_model(path, providers=providers)
+    spec = get_registry().get("heads", model.head_name)
+    assert isinstance(spec, HeadSpec)
+    if spec.pipeline is None:
+        raise ExportError(f"head {model.head_name!r} declares no inference pipeline")
+    return Estimator(model, import_object(spec.pipeline)(model, **pipeline_options))
