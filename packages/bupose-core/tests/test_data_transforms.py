@@ -8,7 +8,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from bupose.core.data.transforms import BottomUpRandomAffine, affine_matrix, to_tensor
+from bupose.core.algorithms.geometry import crop_affine as affine_matrix
+from bupose.core.data.transforms import BottomUpRandomAffine, to_tensor
 from bupose.core.layouts import COCO17
 
 GOLDEN = Path(__file__).parent / "data" / "golden" / "dekr"  # copied from /work/shared/golden/dekr

@@ -7,8 +7,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from bupose.core.io import read_image as read_rgb
 from bupose.core.poses import Poses
-from bupose.core.vis import contact_sheet, draw_poses, read_rgb, save_image, save_overlay
+from bupose.core.vis import contact_sheet, draw_poses, save_image, save_overlay
 
 
 def _poses(score: float = 0.9) -> Poses:

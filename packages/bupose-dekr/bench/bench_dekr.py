@@ -16,6 +16,7 @@ import statistics
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -53,6 +54,21 @@ def crafted_outputs(people: int = 30, seed: int = 0) -> list[ScaleOutput]:
     hm, off = maps()
     hmf, offf = maps()
     return [ScaleOutput(1.0, hm, off, hmf, offf, meta)]
+
+
+def demo_pipeline(backbone: str, input_size: int, n_images: int) -> tuple[Any, list[np.ndarray]]:
+    """A flip-test DEKRPipeline on a seeded fresh model whose centre bias makes every image yield
+    people (so decode does work), and ``n_images`` random 300x400 RGB images."""
+    from bupose.core.model import build_model
+    from bupose.dekr.pipeline import DEKRPipeline
+
+    torch.manual_seed(0)
+    model = build_model("dekr", backbone).eval()
+    with torch.no_grad():
+        model.head.head_heatmap[1].bias[-1] = 0.5
+    rng = np.random.default_rng(0)
+    images = [rng.integers(0, 256, (300, 400, 3), dtype=np.uint8) for _ in range(n_images)]
+    return DEKRPipeline(model, flip=True, input_size=input_size), images
 
 
 def timed(fn, repeats: int) -> list[float]:
@@ -100,16 +116,7 @@ def main() -> None:
 
     if args.skip_pipeline:
         return
-    from bupose.core.model import build_model
-    from bupose.dekr.pipeline import DEKRPipeline
-
-    torch.manual_seed(0)
-    model = build_model("dekr", args.backbone).eval()
-    with torch.no_grad():
-        model.head.head_heatmap[1].bias[-1] = 0.5  # every image yields people -> decode does work
-    rng = np.random.default_rng(0)
-    images = [rng.integers(0, 256, (300, 400, 3), dtype=np.uint8) for _ in range(args.images)]
-    pipe = DEKRPipeline(model, flip=True, input_size=args.input_size)
+    pipe, images = demo_pipeline(args.backbone, args.input_size, args.images)
     rows = []
     for bs in (1, args.images):
 

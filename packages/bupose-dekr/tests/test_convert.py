@@ -18,7 +18,8 @@ from bupose.core.weights import (
     detect_official,
     read_checkpoint,
 )
-from bupose.dekr.convert import RESCORE_COCO, detect_variant, from_official, to_official, unwrap
+from bupose.core.weights import unwrap_checkpoint as unwrap
+from bupose.dekr.convert import RESCORE_COCO, detect_variant, from_official, to_official
 from bupose.dekr.model import PredictOKSNet
 
 sys.path.insert(0, str(Path(__file__).parent))

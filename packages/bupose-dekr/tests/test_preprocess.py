@@ -13,11 +13,11 @@ import numpy as np
 import pytest
 import torch
 
+from bupose.core.algorithms.geometry import center_scale_affine as affine_matrix
 from bupose.dekr.preprocess import (
     IMAGENET_MEAN,
     IMAGENET_STD,
     WarpMeta,
-    affine_matrix,
     back_project,
     multi_scale_size,
     normalize_images,

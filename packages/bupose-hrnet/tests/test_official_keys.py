@@ -12,16 +12,18 @@ from torch import nn
 
 from bupose.core.model import Head, PoseModel, build_backbone
 from bupose.core.plugins import get_registry
-from bupose.core.weights import CheckpointMismatchError, load_state_dict_strict
+from bupose.core.weights import CheckpointMismatchError, load_state_dict_strict, unwrap_checkpoint
 from bupose.hrnet.keys import (
-    OFFICIAL_LAYOUTS,
     backbone_keys,
     convert_official,
-    detect_layout,
+    find_backbone_prefix,
+    is_multi_scale,
     split_backbone,
     to_official,
-    unwrap_checkpoint,
 )
+
+# What each method's package passes for its official files (hrnet itself knows no head layout).
+FILE_PREFIX = {"dekr": "", "logocap": "backbone.", "centergroup": "bu_model.backbone."}
 
 # (manifest, official layout, our backbone, number of non-backbone rows)
 CASES = [
@@ -65,10 +67,11 @@ def test_manifest_backbone_loads_strictly(
 ) -> None:
     rows = read_manifest(GOLDEN / manifest)
     keys = [r[0] for r in rows]
-    assert detect_layout(dict.fromkeys(keys)) == layout
+    prefix = FILE_PREFIX[layout]
+    assert find_backbone_prefix(dict.fromkeys(keys)) == prefix
 
-    prefix = OFFICIAL_LAYOUTS[layout].prefix
-    bare = backbone_keys(keys, layout)
+    bare = backbone_keys(keys, prefix)
+    assert is_multi_scale(bare) == (layout != "centergroup")
     assert len(keys) - len(bare) == n_rest
     # Our module's own keys are exactly the official bare keys, in the official order.
     model = _pose_model(backbone_name)
@@ -99,12 +102,12 @@ def test_manifest_backbone_loads_strictly(
     ):
         torch.testing.assert_close(loaded[key], official[prefix + key], rtol=0, atol=0)
     # And back to the official names.
-    assert set(to_official(converted, layout)) == {prefix + k for k in bare}
+    assert set(to_official(converted, prefix)) == {prefix + k for k in bare}
 
 
 def test_dekr_split_keeps_head_keys_out() -> None:
     rows = read_manifest(GOLDEN / "dekr/manifest_w32_coco.tsv")
-    backbone, rest = split_backbone(dict.fromkeys(r[0] for r in rows), "dekr")
+    backbone, rest = split_backbone(dict.fromkeys(r[0] for r in rows), "")
     assert "transition1.0.0.weight" in backbone
     assert all(not k.startswith(("transition1", "transition2", "transition3")) for k in rest)
     assert any(k.startswith("transition_heatmap.") for k in rest)
@@ -113,7 +116,7 @@ def test_dekr_split_keeps_head_keys_out() -> None:
 
 def test_dekr_keys_into_higherhrnet_list_the_extra_fuse_layers() -> None:
     rows = read_manifest(GOLDEN / "dekr/manifest_w32_coco.tsv")
-    bare = backbone_keys([r[0] for r in rows], "dekr")
+    bare = backbone_keys([r[0] for r in rows], "")
     sd = {k: torch.zeros(s) for k, s, _d, _k in rows if k in set(bare)}
     with pytest.raises(CheckpointMismatchError) as info:
         load_state_dict_strict(build_backbone("higherhrnet_w32"), sd, "dekr_w32.pth")
@@ -127,7 +130,7 @@ def test_dekr_keys_into_higherhrnet_list_the_extra_fuse_layers() -> None:
 
 def test_wrong_width_is_reported_by_shape() -> None:
     rows = read_manifest(GOLDEN / "dekr/manifest_w32_coco.tsv")
-    bare = set(backbone_keys([r[0] for r in rows], "dekr"))
+    bare = set(backbone_keys([r[0] for r in rows], ""))
     sd = {k: torch.zeros(s) for k, s, _d, _k in rows if k in bare}
     with pytest.raises(
         CheckpointMismatchError, match=r"transition1\.0\.0\.weight \(32, 256, 3, 3\) vs \(18, 256, 3, 3\)"
@@ -143,7 +146,8 @@ def test_unwrap_checkpoint_wrappers_and_errors() -> None:
         unwrap_checkpoint([t], "ckpt.pth")  # type: ignore[arg-type]
     with pytest.raises(ValueError, match=r"non-tensor entries \['epoch'\]"):
         unwrap_checkpoint({"conv1.weight": t, "epoch": 3}, "ckpt.pth")
-    with pytest.raises(ValueError, match="unknown official HRNet layout 'foo'"):
-        split_backbone({"conv1.weight": t}, "foo")
-    with pytest.raises(ValueError, match="cannot tell which official HRNet layout"):
+    with pytest.raises(ValueError, match="cannot find an HRNet backbone"):
         convert_official({"head.weight": t})
+    with pytest.raises(ValueError, match=r"no HRNet backbone keys under the file prefix 'backbone\.'"):
+        convert_official({"head.weight": t}, "backbone.")
+    assert find_backbone_prefix(["net.conv1.weight", "net.layer1.0.conv1.weight", "conv1.weight"]) == "net."

@@ -42,7 +42,7 @@ def _extras() -> dict[str, torch.Tensor]:
 @pytest.fixture(scope="module")
 def imagenet_w32() -> dict[str, torch.Tensor]:
     rows = read_manifest(GOLDEN / "dekr/manifest_w32_coco.tsv")
-    bare = set(backbone_keys([r[0] for r in rows], "dekr"))
+    bare = set(backbone_keys([r[0] for r in rows], ""))
     sd = recipe_state_dict([r for r in rows if r[0] in bare])
     return {**sd, **_extras()}
 

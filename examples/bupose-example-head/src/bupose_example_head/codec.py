@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from bupose.core.algorithms.maps import quarter_offset
 from bupose.core.codec import BaseCodec, Encoded, image_points, input_hw_of
 from bupose.core.poses import Poses
 from bupose.core.specs import LayoutSpec
@@ -85,15 +86,7 @@ class ExampleHeatmapCodec(BaseCodec):
         y = (idx // w).float()
         x = (idx % w).float()
         # quarter-pixel refinement towards the higher neighbour
-        bi = torch.arange(b)[:, None].expand(b, j)
-        ji = torch.arange(j)[None, :].expand(b, j)
-        xi, yi = x.long(), y.long()
-        right = heatmap[bi, ji, yi, (xi + 1).clamp(max=w - 1)]
-        left = heatmap[bi, ji, yi, (xi - 1).clamp(min=0)]
-        down = heatmap[bi, ji, (yi + 1).clamp(max=h - 1), xi]
-        up = heatmap[bi, ji, (yi - 1).clamp(min=0), xi]
-        x = x + 0.25 * torch.sign(right - left)
-        y = y + 0.25 * torch.sign(down - up)
+        x, y = quarter_offset(heatmap.float(), x, y, step=0.25, tie="stay")
         out = []
         for i in range(b):
             person_score = float(score[i].mean())

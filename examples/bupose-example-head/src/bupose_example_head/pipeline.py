@@ -7,9 +7,9 @@ from typing import Any
 
 import cv2
 import numpy as np
-import torch
 
-from bupose.core.inference import IMAGENET_MEAN, IMAGENET_STD, Pipeline
+from bupose.core.algorithms.image import normalize_images
+from bupose.core.inference import Pipeline
 from bupose.core.model import PoseModel
 from bupose.core.poses import Poses
 
@@ -34,10 +34,7 @@ class ExamplePipeline(Pipeline):
             canvas[:h, :w] = cv2.resize(img, (w, h), interpolation=cv2.INTER_LINEAR)
             batch.append(canvas)
             scales.append(scale)
-        x = torch.from_numpy(np.stack(batch)).permute(0, 3, 1, 2).float().div(255)
-        mean = torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1)
-        std = torch.tensor(IMAGENET_STD).view(1, 3, 1, 1)
-        x = ((x - mean) / std).to(self.device)
+        x = normalize_images(batch, self.device)
         poses = self.codec.decode({"heatmap": self.model(x)["heatmap"].cpu()}, [{} for _ in images])
         for p, scale in zip(poses, scales, strict=True):
             p.keypoints[:, :, :2] /= scale

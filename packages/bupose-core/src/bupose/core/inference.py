@@ -23,10 +23,6 @@ from .weights import CheckpointError, detect_official, load_state_dict_strict, r
 
 __all__ = ["Estimator", "Pipeline", "load_model"]
 
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
-
-
 class Pipeline:
     """Base class of inference pipelines. Subclasses implement :meth:`predict_batch`."""
 

@@ -11,11 +11,12 @@ from typing import Any
 import cv2
 import numpy as np
 
+from .io import read_image
 from .layouts import get_layout
 from .poses import Poses
 from .specs import LayoutSpec
 
-__all__ = ["contact_sheet", "draw_poses", "read_rgb", "save_image", "save_overlay"]
+__all__ = ["contact_sheet", "draw_poses", "save_image", "save_overlay"]
 
 _IMAGE_EXTS = (".png", ".jpg", ".jpeg")
 
@@ -127,17 +128,6 @@ def save_overlay(
     return save_image(path, draw_poses(image, poses, layout, **draw_kwargs))
 
 
-def read_rgb(path: str | os.PathLike[str]) -> np.ndarray:
-    """Read an image file as RGB uint8 (EXIF orientation ignored); clear error if unreadable."""
-    data = np.fromfile(str(path), dtype=np.uint8) if os.path.isfile(path) else None
-    if data is None:
-        raise FileNotFoundError(f"{path}: image file not found")
-    img = cv2.imdecode(data, cv2.IMREAD_COLOR | cv2.IMREAD_IGNORE_ORIENTATION) if data.size else None
-    if img is None:
-        raise ValueError(f"{path}: not a readable image")
-    return cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
-
-
 def contact_sheet(
     folder: str | os.PathLike[str] | Sequence[str | os.PathLike[str]],
     out: str | os.PathLike[str],
@@ -162,7 +152,7 @@ def contact_sheet(
     rows = math.ceil(len(files) / columns)
     sheet = np.full((rows * cell, columns * cell, 3), 32, dtype=np.uint8)
     for i, f in enumerate(files):
-        img = read_rgb(f)
+        img = read_image(f)
         h, w = img.shape[:2]
         s = cell / max(h, w)
         nh, nw = max(1, round(h * s)), max(1, round(w * s))

@@ -32,6 +32,7 @@ __all__ = [
     "load_state_dict_strict",
     "read_checkpoint",
     "save_safetensors",
+    "unwrap_checkpoint",
 ]
 
 
@@ -184,3 +185,44 @@ def load_state_dict_strict(module: torch.nn.Module, state_dict: Mapping[str, tor
     if missing or unexpected or shapes:
         raise CheckpointMismatchError(where, missing, unexpected, shapes)
     module.load_state_dict(dict(state_dict), strict=True)
+
+
+CHECKPOINT_WRAPPER_KEYS = ("state_dict", "best_state_dict", "model", "weights")
+"""Entries of a wrapper dict (training checkpoint, mmcv, Lightning) that may hold the state_dict."""
+
+
+def unwrap_checkpoint(
+    obj: Mapping[str, Any], where: str = "checkpoint", *, wrappers: tuple[str, ...] = CHECKPOINT_WRAPPER_KEYS
+) -> dict[str, Any]:
+    """The plain state_dict inside a checkpoint object.
+
+    A mapping whose values are all tensors is the state_dict itself; otherwise the first of
+    ``wrappers`` holding a non-empty mapping of tensors is taken. A ``module.`` prefix on every key
+    (DataParallel / DDP) is removed. Raises :class:`CheckpointError` naming ``where`` for anything
+    else (not a mapping, empty, non-tensor entries without a wrapper entry).
+    """
+
+    def is_tensor_dict(m: Any) -> bool:
+        return isinstance(m, Mapping) and all(isinstance(k, str) and hasattr(v, "shape") for k, v in m.items())
+
+    if not isinstance(obj, Mapping):
+        raise CheckpointError(f"{where}: expected a dict of tensors, found {type(obj).__name__}")
+    sd: Mapping[str, Any] = obj
+    if not is_tensor_dict(sd):
+        for key in wrappers:
+            inner = sd.get(key)
+            if inner and is_tensor_dict(inner):
+                sd = inner
+                break
+        else:
+            bad = [str(k) for k, v in sd.items() if not isinstance(k, str) or not hasattr(v, "shape")]
+            raise CheckpointError(
+                f"{where}: expected a state_dict of tensors or a dict with a "
+                f"{'/'.join(repr(w) for w in wrappers)} entry holding one; found non-tensor entries {bad[:8]}"
+            )
+    if not sd:
+        raise CheckpointError(f"{where}: the state_dict is empty")
+    out = dict(sd)
+    if all(k.startswith("module.") for k in out):
+        out = {k[len("module.") :]: v for k, v in out.items()}
+    return out

@@ -6,10 +6,11 @@ head keys (``transition_heatmap``, ``transition_offset``, ``head_heatmap``, ``of
 ``offset_final_layer``). In bupose the same tensors live under ``backbone.<key>`` and ``head.<key>``.
 Rescoring files hold a ``PredictOKSNet`` (``l1``, ``l2``, ``l3``), whose keys are kept as they are.
 
-Wrappers are handled explicitly: a training checkpoint dict (``{"state_dict": ..., "model": ...}``,
-the resumable ``checkpoint.pth.tar``) is unwrapped through its ``state_dict`` (or ``best_state_dict``,
-or a mapping under ``model``), and a ``module.`` prefix present on every key (DataParallel / DDP) is
-removed. Anything else is reported with :class:`~bupose.core.weights.CheckpointMismatchError`.
+The backbone keys are bare (file prefix ``""``, what ``bupose.hrnet.keys`` calls the file prefix):
+every key outside :data:`HEAD_PREFIXES` is a backbone key. Wrappers (a training checkpoint dict, the
+resumable ``checkpoint.pth.tar``, a ``module.`` prefix on every key) are opened with
+:func:`bupose.core.weights.unwrap_checkpoint`; anything else is reported with
+:class:`~bupose.core.weights.CheckpointMismatchError`.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from typing import Any
 
 import torch
 
-from bupose.core.weights import CheckpointError, CheckpointMismatchError
+from bupose.core.weights import CheckpointError, CheckpointMismatchError, unwrap_checkpoint
 
 __all__ = [
     "HEAD_PREFIXES",
@@ -33,7 +34,6 @@ __all__ = [
     "expected_head_keys",
     "from_official",
     "to_official",
-    "unwrap",
 ]
 
 HEAD_PREFIXES = (
@@ -46,26 +46,6 @@ HEAD_PREFIXES = (
 _LAYOUT_BY_ROWS = {18: "coco17", 15: "crowdpose14"}
 _BACKBONE_BY_CHANNELS = {(32, 480): "hrnet_w32", (48, 720): "hrnet_w48"}
 _RESCORE_LAYOUT_BY_FEATURES = {74: "coco17", 59: "crowdpose14"}
-
-
-def unwrap(obj: Mapping[str, Any], where: str = "checkpoint") -> dict[str, torch.Tensor]:
-    """The tensor state_dict inside an official file: wrapper dicts opened, ``module.`` removed."""
-    sd: Mapping[str, Any] = obj
-    if not all(isinstance(v, torch.Tensor) for v in sd.values()):
-        for key in ("state_dict", "best_state_dict", "model"):
-            inner = sd.get(key)
-            if isinstance(inner, Mapping) and inner and all(isinstance(v, torch.Tensor) for v in inner.values()):
-                sd = inner
-                break
-        else:
-            kinds = ", ".join(f"{k}: {type(v).__name__}" for k, v in list(sd.items())[:8])
-            raise CheckpointError(
-                f"{where}: expected a state_dict of tensors or a dict with a 'state_dict'/'model' "
-                f"entry holding one; found {{{kinds}}}"
-            )
-    if sd and all(k.startswith("module.") for k in sd):
-        sd = {k[len("module.") :]: v for k, v in sd.items()}
-    return dict(sd)
 
 
 @dataclass(frozen=True)
@@ -131,7 +111,7 @@ def from_official(sd: Mapping[str, Any], where: str = "checkpoint") -> dict[str,
     :class:`CheckpointMismatchError` lists the missing and unexpected ones. Backbone keys are checked
     when the model loads them.
     """
-    sd = unwrap(sd, where)
+    sd = unwrap_checkpoint(sd, where)
     variant = detect_variant(sd)
     if variant is None:
         raise CheckpointError(
@@ -176,7 +156,7 @@ class DEKRModelConverter:
 
     def detect(self, state_dict: Mapping[str, Any]) -> bool:
         try:
-            variant = detect_variant(unwrap(state_dict))
+            variant = detect_variant(unwrap_checkpoint(state_dict))
         except CheckpointError:
             return False
         return variant is not None and (variant.backbone, variant.layout) == (self.backbone, self.layout)
@@ -200,7 +180,7 @@ class DEKRRescoreConverter:
 
     def detect(self, state_dict: Mapping[str, Any]) -> bool:
         try:
-            sd = unwrap(state_dict)
+            sd = unwrap_checkpoint(state_dict)
         except CheckpointError:
             return False
         w = sd.get("l1.weight")
@@ -212,7 +192,7 @@ class DEKRRescoreConverter:
         )
 
     def convert(self, state_dict: Mapping[str, Any]) -> dict[str, torch.Tensor]:
-        sd = unwrap(state_dict, "rescore checkpoint")
+        sd = unwrap_checkpoint(state_dict, "rescore checkpoint")
         missing = [k for k in RESCORE_KEYS if k not in sd]
         unexpected = [k for k in sd if k not in RESCORE_KEYS]
         if missing or unexpected:

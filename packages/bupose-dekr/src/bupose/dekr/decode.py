@@ -19,6 +19,13 @@ Only the values the decode needs are computed: the merged joint heatmaps and the
 evaluated at the selected centres and at the heat-lookup pixels instead of over whole maps (the
 full heatmap average is only built for MATCH_HMP). The arithmetic is float32 in the official
 order, so the discrete decisions are the official ones.
+
+The method-neutral steps are :mod:`bupose.core.algorithms` functions with DEKR's values: peaks
+(:func:`~bupose.core.algorithms.maps.find_peaks` with the kernel-by-size rule), flip merge
+(:mod:`~bupose.core.algorithms.tta`), bilinear look-ups, pose NMS
+(:func:`~bupose.core.algorithms.nms.pose_nms` ranked by heat value), back-projection. What is DEKR's
+own lives here: the lazy flip-merged maps, the multi-scale score rescale, MATCH_HMP and the
+rescoring features.
 """
 
 from __future__ import annotations
@@ -31,12 +38,13 @@ from typing import Any
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
+from bupose.core.algorithms.geometry import WarpMeta, back_project
+from bupose.core.algorithms.maps import find_peaks, flat_to_xy, pool_kernel
+from bupose.core.algorithms.nms import pose_nms
+from bupose.core.algorithms.tta import average_maps, bilinear_taps, flip_back, mirror_points, up_interpolate
 from bupose.core.poses import Poses
 from bupose.core.specs import LayoutSpec
-
-from .preprocess import WarpMeta, back_project
 
 __all__ = [
     "DEFAULT_OPTIONS",
@@ -141,24 +149,6 @@ def _one_thread() -> Any:
 
 
 # --------------------------------------------------------------------------- map helpers
-def up_interpolate(x: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
-    """Official ``up_interpolate``: bilinear (align_corners=True) to ``size - k + 1``, then
-    replicate-pad ``k - 1`` on the right/bottom, ``k = int(size / input size)``. ``x`` is (B, C, h, w)."""
-    h, w = x.shape[-2:]
-    kh, kw = int(size[0] / h), int(size[1] / w)
-    inter = F.interpolate(x, size=[size[0] - kh + 1, size[1] - kw + 1], align_corners=True, mode="bilinear")
-    return F.pad(inter, (0, kw - 1, 0, kh - 1), mode="replicate")
-
-
-def _pool_kernel(h: int, w: int, threshold1: float, threshold2: float) -> int:
-    size = (h + w) / 2.0
-    if size > threshold1:
-        return 7
-    if size > threshold2:
-        return 5
-    return 3
-
-
 def center_nms(
     center_map: torch.Tensor,
     *,
@@ -167,33 +157,14 @@ def center_nms(
     pool_threshold1: float = 300,
     pool_threshold2: float = 200,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Centre peaks of an (h, w) map: flat indices and scores, in top-k order.
+    """DEKR's centre peaks of an (h, w) map: flat indices and scores, in top-k order.
 
-    Non-maxima are zeroed before the top-k (so they outrank negative maxima); only scores above
-    ``keypoint_threshold`` survive.
+    Max-pool kernel 7/5/3 from the map size; non-maxima are zeroed before the top-k (so they
+    outrank negative maxima); only scores above ``keypoint_threshold`` survive.
     """
     h, w = center_map.shape
-    k = _pool_kernel(h, w, pool_threshold1, pool_threshold2)
-    m = center_map[None, None]
-    maxm = F.max_pool2d(m, k, 1, k // 2)
-    peaks = (m * torch.eq(maxm, m).float()).view(-1)
-    scores, index = peaks.topk(min(max_num_people, peaks.numel()))
-    sel = scores > keypoint_threshold
-    return index[sel], scores[sel]
-
-
-def _bilinear_axis(out_len: int, in_len: int, pos: torch.Tensor) -> tuple[torch.Tensor, ...]:
-    """Source indices and weights of torch's align_corners=True bilinear resize for output ``pos``."""
-    if out_len > 1:
-        scale = torch.tensor(float(in_len - 1), dtype=torch.float32) / float(out_len - 1)
-    else:
-        scale = torch.tensor(0.0, dtype=torch.float32)
-    real = scale * pos.to(torch.float32)
-    i0 = torch.clamp(torch.floor(real).long(), max=in_len - 1)
-    lam1 = torch.clamp(real - i0.to(torch.float32), 0.0, 1.0)
-    lam0 = 1.0 - lam1
-    i1 = i0 + (i0 < in_len - 1).long()
-    return i0, i1, lam0, lam1
+    k = pool_kernel(h, w, ((pool_threshold1, 7), (pool_threshold2, 5)), 3)
+    return find_peaks(center_map, kernel=k, topk=max_num_people, threshold=keypoint_threshold)
 
 
 class _MergedMaps:
@@ -215,15 +186,14 @@ class _MergedMaps:
     def center_map(self) -> torch.Tensor:
         c = self.heatmap[-1]
         if self.flip:
-            cf = self.heatmap_flip[int(self.fi[-1])].flip(-1)
-            c = (c + cf) / 2.0
+            c = average_maps([c, self.heatmap_flip[int(self.fi[-1])].flip(-1)])
         return c
 
     def full_heatmap(self) -> torch.Tensor:
         """(J+1, h, w) merged heatmap."""
         if not self.flip:
             return self.heatmap
-        return (self.heatmap + self.heatmap_flip.flip(-1)[self.fi]) / 2.0
+        return average_maps([self.heatmap, flip_back(self.heatmap_flip, self.fi)])
 
     def heat_values(self, j: torch.Tensor, y: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
         """Merged joint heatmap values at integer (j, y, x) (broadcast)."""
@@ -235,8 +205,7 @@ class _MergedMaps:
     def poses_at(self, index: torch.Tensor) -> torch.Tensor:
         """(n, J, 2) merged pose-map values (output pixels) at flat centre indices."""
         J, w = self.num_joints, self.w
-        cy = torch.div(index, w, rounding_mode="floor")
-        cx = index - cy * w
+        cx, cy = flat_to_xy(index, w)
         off = self.offset[:, cy, cx].T.reshape(-1, J, 2)
         loc = torch.stack([cx, cy], dim=1).to(torch.float32)[:, None, :]
         poses = loc - off
@@ -245,10 +214,8 @@ class _MergedMaps:
             fi = self.fi[:J]
             offf = self.offset_flip[:, cy, fx].T.reshape(-1, J, 2)[:, fi, :]
             locf = torch.stack([fx, cy], dim=1).to(torch.float32)[:, None, :]
-            pf = locf - offf
-            pf_x = (float(w) - pf[..., 0]) - 1.0
-            pf = torch.stack([pf_x, pf[..., 1]], dim=-1)
-            poses = (poses + pf) / 2.0
+            pf = mirror_points(locf - offf, float(w), minus_one=True)
+            poses = average_maps([poses, pf])
         return poses
 
 
@@ -523,8 +490,8 @@ class DEKRDecoder:
             oh, ow = H - kh + 1, W - kw + 1
             ys = torch.clamp(yb, max=oh - 1)
             xs = torch.clamp(xl, max=ow - 1)
-            y0, y1, ly0, ly1 = _bilinear_axis(oh, mm.h, ys)
-            x0, x1, lx0, lx1 = _bilinear_axis(ow, mm.w, xs)
+            y0, y1, ly0, ly1 = bilinear_taps(oh, mm.h, ys, align_corners=True)
+            x0, x1, lx0, lx1 = bilinear_taps(ow, mm.w, xs, align_corners=True)
             v00 = mm.heat_values(jj, y0, x0)
             v01 = mm.heat_values(jj, y0, x1)
             v10 = mm.heat_values(jj, y1, x0)
@@ -535,47 +502,18 @@ class DEKRDecoder:
         return total / len(merged)
 
     def _heatmap_avg(self, merged: list[_MergedMaps], up_size: tuple[int, int]) -> torch.Tensor:
-        total: torch.Tensor | int = 0
-        for mm in merged:
-            total = total + up_interpolate(mm.full_heatmap()[None], up_size)
-        assert isinstance(total, torch.Tensor)
-        return total / len(merged)
+        return average_maps([up_interpolate(mm.full_heatmap()[None], up_size) for mm in merged])
 
     def pose_nms_keep(self, pose_coord: torch.Tensor, heat_score: torch.Tensor) -> list[int]:
-        """Indices kept by the official greedy pose NMS, in the order it appends them."""
-        n = pose_coord.shape[0]
-        if n == 0:
-            return []
-        x, y = pose_coord[:, :, 0], pose_coord[:, :, 1]
-        w = x.max(-1)[0] - x.min(-1)[0]
-        h = y.max(-1)[0] - y.min(-1)[0]
-        area = w * w + h * h
-        thre = self.nms_thre * torch.sqrt(area)
-        diff = pose_coord[:, None, :, :] - pose_coord
-        dist = diff.pow(2).sum(3).sqrt()
-        overlap = ((dist < thre[:, None, None]).sum(2) > self.nms_num_thre).numpy()
-        hs = heat_score.numpy()
-        suppressed = np.zeros(n, dtype=bool)
-        keep: list[int] = []
-        for i in range(n):
-            if suppressed[i]:
-                continue
-            members = np.flatnonzero(overlap[i])
-            best = int(members[int(np.argmax(hs[members]))])
-            if suppressed[best]:
-                continue
-            keep.append(best)
-            suppressed[members] = True
-        return keep
+        """Indices kept by the official greedy pose NMS (ranked by mean heat value), in keep order."""
+        return pose_nms(pose_coord, heat_score, ratio=self.nms_thre, min_joints=self.nms_num_thre)
 
     def _absorb(self, poses: np.ndarray, heatmap_avg: torch.Tensor) -> np.ndarray:
         """MATCH_HMP step 1: every joint jumps to the nearest top-k 5x5 peak within range."""
-        kpt = heatmap_avg[:, :-1]
-        maxm = F.max_pool2d(kpt, 5, 1, 2)
-        kpt = kpt * torch.eq(maxm, kpt).float()
-        _, J, _h, w = kpt.shape
-        _, ind = kpt.view(J, -1).topk(self.max_num_people, dim=1)
-        peaks = torch.stack((ind % w, torch.div(ind, w, rounding_mode="floor")), dim=2).float()  # (J, K, 2)
+        kpt = heatmap_avg[0, :-1]
+        J, _h, w = kpt.shape
+        ind, _ = find_peaks(kpt, kernel=5, topk=self.max_num_people)
+        peaks = torch.stack(flat_to_xy(ind, w), dim=2).float()  # (J, K, 2)
         p = torch.tensor(poses)
         xy = p[:, :, :2]  # (N, J, 2)
         d = (xy[:, :, None, :] - peaks[None]).pow(2).sum(3).sqrt()  # (N, J, K)

@@ -23,12 +23,13 @@ from typing import Any
 import numpy as np
 import torch
 
+from bupose.core.algorithms.tta import flip_input
 from bupose.core.inference import Pipeline
 from bupose.core.model import PoseModel
 from bupose.core.poses import Poses
 
 from .decode import DEFAULT_OPTIONS, DEKRDecoder, ScaleOutput
-from .preprocess import WarpMeta, multi_scale_size, normalize_images, warp_image
+from .preprocess import SIZE_MULTIPLE, WarpMeta, multi_scale_size, normalize_images, warp_image
 
 __all__ = ["DEKRPipeline", "default_input_size", "flip_shift", "load_rescore_net"]
 
@@ -46,13 +47,9 @@ def default_input_size(model: PoseModel) -> int:
 
 
 def flip_shift(x: torch.Tensor, shift: int = FLIP_SHIFT) -> torch.Tensor:
-    """The official flip-test input: flipped horizontally, then columns ``[0, W-shift)`` take the
-    values of ``[shift, W)`` (the last ``shift`` columns keep their flipped values)."""
-    xf = torch.flip(x, [3])
-    out = xf.clone()
-    if shift > 0 and x.shape[3] > shift:
-        out[..., :-shift] = xf[..., shift:]
-    return out
+    """The official flip-test input: :func:`~bupose.core.algorithms.tta.flip_input` with DEKR's
+    3-px shift (columns ``[0, W-3)`` take the flipped ``[3, W)``)."""
+    return flip_input(x, shift)
 
 
 def load_rescore_net(path: str | os.PathLike[str], layout: str, *, trust: bool = False) -> torch.nn.Module:
@@ -219,7 +216,7 @@ class DEKRPipeline(Pipeline):
         """Raw per-scale network outputs of each image (on the CPU), descending scale order."""
         per_image: list[list[ScaleOutput]] = [[] for _ in images]
         for s in self.scales:
-            metas: list[WarpMeta] = [multi_scale_size(im.shape[:2], self.input_size, s) for im in images]
+            metas: list[WarpMeta] = [multi_scale_size(im.shape[:2], self.input_size, s, multiple=SIZE_MULTIPLE) for im in images]
             warped = [warp_image(im, m) for im, m in zip(images, metas)]
             results: dict[int, ScaleOutput] = {}
             for i, hm, of, hmf, off in self.run_network(warped):

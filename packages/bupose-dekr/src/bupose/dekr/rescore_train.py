@@ -17,38 +17,11 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from bupose.core.algorithms.oks import oks_matrix
+
 from .model import PredictOKSNet
 
 __all__ = ["RescoreData", "best_match_oks", "collect_rescore_data", "oks_matrix", "train_rescore_net"]
-
-
-def oks_matrix(
-    dets: np.ndarray, gt_keypoints: np.ndarray, gt_areas: np.ndarray, gt_boxes: np.ndarray, sigmas: Sequence[float]
-) -> np.ndarray:
-    """(D, G) OKS of detections (D, J, ≥2) against ground truths (G, J, 3), with pycocotools'
-    ``computeOks`` rules (ground truths without labelled joints use their box-distance form)."""
-    dets = np.asarray(dets, dtype=np.float64)
-    gts = np.asarray(gt_keypoints, dtype=np.float64)
-    var = (2 * np.asarray(sigmas, dtype=np.float64)) ** 2
-    out = np.zeros((dets.shape[0], gts.shape[0]))
-    if dets.shape[0] == 0 or gts.shape[0] == 0:
-        return out
-    xd, yd = dets[:, :, 0], dets[:, :, 1]
-    for g in range(gts.shape[0]):
-        xg, yg, vg = gts[g, :, 0], gts[g, :, 1], gts[g, :, 2]
-        visible = vg > 0
-        if visible.any():
-            dx, dy = xd - xg, yd - yg
-        else:
-            bx, by, bw, bh = (float(v) for v in gt_boxes[g])
-            x0, x1, y0, y1 = bx - bw, bx + bw * 2, by - bh, by + bh * 2
-            dx = np.maximum(0, x0 - xd) + np.maximum(0, xd - x1)
-            dy = np.maximum(0, y0 - yd) + np.maximum(0, yd - y1)
-        e = (dx**2 + dy**2) / var / (float(gt_areas[g]) + np.spacing(1)) / 2
-        if visible.any():
-            e = e[:, visible]
-        out[:, g] = np.exp(-e).sum(axis=1) / e.shape[1]
-    return out
 
 
 def best_match_oks(

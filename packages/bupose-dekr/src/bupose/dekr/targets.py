@@ -18,6 +18,11 @@ Official rules kept on purpose (README behaviour 11):
   channel 14, uses ``sigma``);
 - offsets in [int(c)−r, int(c)+r) around the truncated centre; a pixel already holding an offset for
   that joint is overwritten only by a person whose area is ≤ the area stored at that pixel.
+
+The generators are :mod:`bupose.core.algorithms.targets` functions with DEKR's values (per-channel
+sigma by the index rule, HRNet window, background weight 0.1, radius 4, the diagonal-squared area
+over all rows, the sum-over-visible centre); mask warping and point mapping are
+:mod:`bupose.core.algorithms.geometry`'s.
 """
 
 from __future__ import annotations
@@ -26,6 +31,14 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
+
+from bupose.core.algorithms.geometry import apply_affine, warp_mask
+from bupose.core.algorithms.targets import (
+    displacement_targets,
+    gaussian_heatmaps,
+    instance_area,
+    instance_centers,
+)
 
 __all__ = [
     "SIGMA_RULE_INDEX",
@@ -48,12 +61,7 @@ def person_area(joints: np.ndarray) -> np.ndarray:
 
     ``joints`` (N, K, ≥2) -> (N,) float64.
     """
-    j = np.asarray(joints, dtype=np.float64)
-    if j.shape[0] == 0:
-        return np.zeros((0,), dtype=np.float64)
-    w = j[:, :, 0].max(axis=1) - j[:, :, 0].min(axis=1)
-    h = j[:, :, 1].max(axis=1) - j[:, :, 1].min(axis=1)
-    return w * w + h * h
+    return instance_area(joints, "diagonal_squared", visible_only=False)
 
 
 def get_mask(annotations: Sequence[Mapping[str, Any]], height: int, width: int, kind: str = "coco") -> np.ndarray:
@@ -87,9 +95,11 @@ def get_joints(
     ``kind="coco"`` applies the small-person rule (annotation ``area`` < ``min_center_area`` ->
     centre v = 0); ``"crowdpose"`` has none.
     """
+    if kind not in ("coco", "crowdpose"):
+        raise ValueError(f"get_joints: kind must be 'coco' or 'crowdpose', got {kind!r}")
     n = len(annotations)
     joints = np.zeros((n, num_joints + 1, 3))
-    area = np.zeros((n,))
+    small = np.zeros((n,), dtype=bool)
     for i, obj in enumerate(annotations):
         kps = np.asarray(obj.get("keypoints", []), dtype=np.float64)
         if kps.size != num_joints * 3:
@@ -98,28 +108,15 @@ def get_joints(
                 f"({num_joints} joints x (x, y, v))"
             )
         joints[i, :num_joints] = kps.reshape(num_joints, 3)
-        area[i] = person_area(joints[i : i + 1])[0]
         if kind == "coco":
             if "area" not in obj:
                 raise ValueError(f"annotation {i}: COCO annotations need 'area'")
-            if obj["area"] < min_center_area:
-                joints[i, -1, 2] = 0
-                continue
-        elif kind != "crowdpose":
-            raise ValueError(f"get_joints: kind must be 'coco' or 'crowdpose', got {kind!r}")
-        total = joints[i, :-1, :2].sum(axis=0)
-        num_vis = int(np.count_nonzero(joints[i, :-1, 2]))
-        joints[i, -1, :2] = 0 if num_vis <= 0 else total / num_vis
-        joints[i, -1, 2] = 1
+            small[i] = obj["area"] < min_center_area
+    area = person_area(joints)  # before the centre row is filled (official)
+    centre, _ = instance_centers(joints[:, :-1], "sum_over_visible", empty=(0.0, 0.0))
+    joints[:, -1, :2] = np.where(small[:, None], 0.0, centre)
+    joints[:, -1, 2] = np.where(small, 0.0, 1.0)
     return joints, area
-
-
-def warp_mask(mask: np.ndarray, matrix: np.ndarray, size: int) -> np.ndarray:
-    """The official mask warp: uint8·255 -> ``cv2.warpAffine`` (bilinear, zero border) -> > 0.5."""
-    import cv2
-
-    warped = cv2.warpAffine((np.asarray(mask) * 255).astype(np.uint8), np.asarray(matrix, np.float64), (size, size))
-    return ((warped / 255) > 0.5).astype(np.float32)
 
 
 def heatmap_targets(
@@ -136,27 +133,9 @@ def heatmap_targets(
     ``joints`` (N, K, 3) in output pixels; rows with v > 0 inside the map are drawn on integer pixels
     of [floor(x − 3σ − 1), ceil(x + 3σ + 2)).
     """
-    h_out, w_out = (output_size, output_size) if isinstance(output_size, int) else output_size
-    k = joints.shape[1]
-    hms = np.zeros((k, h_out, w_out), dtype=np.float32)
-    ignored = np.full((k, h_out, w_out), 2.0, dtype=np.float32)
-    for p in np.asarray(joints, dtype=np.float64):
-        for idx in range(k):
-            x, y, v = p[idx]
-            if v <= 0 or x < 0 or y < 0 or x >= w_out or y >= h_out:
-                continue
-            s = sigma if idx < sigma_rule_index else center_sigma
-            x0, y0 = int(np.floor(x - 3 * s - 1)), int(np.floor(y - 3 * s - 1))
-            x1, y1 = int(np.ceil(x + 3 * s + 2)), int(np.ceil(y + 3 * s + 2))
-            cc, dd = max(0, x0), min(x1, w_out)
-            aa, bb = max(0, y0), min(y1, h_out)
-            sy = np.arange(aa, bb, dtype=np.float64)[:, None]
-            sx = np.arange(cc, dd, dtype=np.float64)[None, :]
-            g = np.exp(-((sx - x) ** 2 + (sy - y) ** 2) / (2 * s**2))
-            hms[idx, aa:bb, cc:dd] = np.maximum(hms[idx, aa:bb, cc:dd], g)
-            ignored[idx, aa:bb, cc:dd] = 1.0
-    ignored[ignored == 2] = bg_weight
-    return hms, ignored
+    k = np.shape(joints)[1]
+    sigmas = [sigma if idx < sigma_rule_index else center_sigma for idx in range(k)]
+    return gaussian_heatmaps(joints, output_size, sigmas, bg_weight=bg_weight, truncate=3.0)
 
 
 def offset_targets(
@@ -167,39 +146,11 @@ def offset_targets(
 
     ``joints`` (N, J+1, 3) in output pixels (centre last); ``area`` (N,) the official area.
     """
-    h_out, w_out = (output_size, output_size) if isinstance(output_size, int) else output_size
     joints = np.asarray(joints, dtype=np.float64)
     area = np.asarray(area, dtype=np.float64).reshape(-1)
     if area.shape[0] != joints.shape[0]:
         raise ValueError(f"offset_targets: {joints.shape[0]} persons but {area.shape[0]} areas")
-    nj = joints.shape[1] - 1
-    offset = np.zeros((2 * nj, h_out, w_out), dtype=np.float32)
-    weight = np.zeros((2 * nj, h_out, w_out), dtype=np.float32)
-    area_map = np.zeros((h_out, w_out), dtype=np.float32)
-    for pid, p in enumerate(joints):
-        ct_x, ct_y, ct_v = int(p[-1, 0]), int(p[-1, 1]), int(p[-1, 2])
-        if ct_v < 1 or ct_x < 0 or ct_y < 0 or ct_x >= w_out or ct_y >= h_out:
-            continue
-        a = area[pid]
-        x0, y0 = max(ct_x - radius, 0), max(ct_y - radius, 0)
-        x1, y1 = min(ct_x + radius, w_out), min(ct_y + radius, h_out)
-        pos_x = np.arange(x0, x1, dtype=np.float64)[None, :]
-        pos_y = np.arange(y0, y1, dtype=np.float64)[:, None]
-        w = np.float32(1.0 / np.sqrt(a)) if a > 0 else np.float32(np.inf)
-        for idx in range(nj):
-            x, y, v = p[idx]
-            if v <= 0 or x < 0 or y < 0 or x >= w_out or y >= h_out:
-                continue
-            ox = offset[2 * idx, y0:y1, x0:x1]
-            oy = offset[2 * idx + 1, y0:y1, x0:x1]
-            am = area_map[y0:y1, x0:x1]
-            write = ~(((ox != 0) | (oy != 0)) & (am < a))
-            ox[write] = np.broadcast_to(pos_x - x, ox.shape)[write]
-            oy[write] = np.broadcast_to(pos_y - y, oy.shape)[write]
-            weight[2 * idx, y0:y1, x0:x1][write] = w
-            weight[2 * idx + 1, y0:y1, x0:x1][write] = w
-            am[write] = a
-    return offset, weight
+    return displacement_targets(joints[:, :-1], joints[:, -1], area, output_size, radius)
 
 
 def encode_targets(
@@ -228,13 +179,6 @@ def encode_targets(
         "offset": offset,
         "offset_weight": offset_weight,
     }
-
-
-def _affine_points(points: np.ndarray, matrix: np.ndarray) -> np.ndarray:
-    pts = np.asarray(points, dtype=np.float64)
-    flat = pts.reshape(-1, 2)
-    out = np.concatenate([flat, np.ones((flat.shape[0], 1))], axis=1) @ np.asarray(matrix, np.float64).T
-    return out.reshape(pts.shape)
 
 
 def targets_from_annotations(
@@ -269,7 +213,7 @@ def targets_from_annotations(
     mat = np.asarray(output_matrix, dtype=np.float64)
     mask_output = warp_mask(mask_image, mat, output_size)
     joints_output = joints_image.copy()
-    joints_output[:, :, :2] = _affine_points(joints_image[:, :, :2], mat)
+    joints_output[:, :, :2] = apply_affine(joints_image[:, :, :2], mat)
     area_output = area_image * area_scale
     targets = encode_targets(
         joints_output, area_output, mask_output, output_size,

@@ -6,7 +6,7 @@ Importing ``bupose.hrnet`` is cheap (no torch); the names below load on first ac
   (``hrnet_w18``, ``hrnet_w18_small``, ``hrnet_w32``, ``hrnet_w48``, ``higherhrnet_w32``,
   ``higherhrnet_w48``), :class:`HRNetConfig` / :class:`StageSpec` for any other variant.
 - Official key layouts (:mod:`bupose.hrnet.keys`): :func:`split_backbone`, :func:`convert_official`,
-  :func:`detect_layout`, :data:`OFFICIAL_LAYOUTS`.
+  :func:`find_backbone_prefix` (head packages pass their checkpoint's backbone prefix).
 - ImageNet-pretrained classification files (:mod:`bupose.hrnet.pretrained`):
   :func:`convert_imagenet`, :func:`load_imagenet_pretrained`.
 """
@@ -24,13 +24,10 @@ _LAZY = {
     "output_shapes": "bupose.hrnet.config",
     "HRNet": "bupose.hrnet.model",
     "build_hrnet": "bupose.hrnet.model",
-    "OFFICIAL_LAYOUTS": "bupose.hrnet.keys",
-    "OfficialLayout": "bupose.hrnet.keys",
     "backbone_keys": "bupose.hrnet.keys",
     "convert_official": "bupose.hrnet.keys",
-    "detect_layout": "bupose.hrnet.keys",
+    "find_backbone_prefix": "bupose.hrnet.keys",
     "split_backbone": "bupose.hrnet.keys",
-    "unwrap_checkpoint": "bupose.hrnet.keys",
     "IMAGENET_EXTRA_MODULES": "bupose.hrnet.pretrained",
     "ImageNetHRNetConverter": "bupose.hrnet.pretrained",
     "convert_imagenet": "bupose.hrnet.pretrained",

@@ -18,10 +18,15 @@ from typing import Any
 
 import torch
 
-from bupose.core.weights import CheckpointMismatchError, load_state_dict_strict, read_checkpoint
+from bupose.core.weights import (
+    CheckpointMismatchError,
+    load_state_dict_strict,
+    read_checkpoint,
+    unwrap_checkpoint,
+)
 
 from .config import HRNetConfig, hrnet_config
-from .keys import BACKBONE_KEY_RE, is_multi_scale, unwrap_checkpoint
+from .keys import BACKBONE_KEY_RE, is_multi_scale
 from .model import HRNet
 
 __all__ = [

@@ -21,7 +21,12 @@ from typing import Any
 
 import torch
 
-from bupose.core.weights import CheckpointMismatchError, load_state_dict_strict, read_checkpoint
+from bupose.core.weights import (
+    CheckpointMismatchError,
+    load_state_dict_strict,
+    read_checkpoint,
+    unwrap_checkpoint,
+)
 
 from .config import ResNetConfig, resnet_config
 from .model import ResNet
@@ -36,7 +41,6 @@ __all__ = [
     "convert_torchvision",
     "expected_shapes",
     "load_imagenet_pretrained",
-    "unwrap_checkpoint",
 ]
 
 TORCHVISION_DROPPED: tuple[str, ...] = ("fc",)
@@ -57,21 +61,6 @@ def expected_shapes(config: ResNetConfig | str, norm: str = "bn") -> dict[str, t
     if isinstance(config, str):
         config = resnet_config(config)
     return dict(_shapes(config, norm))
-
-
-def unwrap_checkpoint(obj: Mapping[str, Any], where: str = "checkpoint") -> dict[str, Any]:
-    """The state_dict inside ``obj``: itself, or its ``state_dict`` / ``model`` entry; ``module.`` stripped."""
-    sd: Any = obj
-    for wrapper in ("state_dict", "model"):
-        if isinstance(sd, Mapping) and isinstance(sd.get(wrapper), Mapping):
-            sd = sd[wrapper]
-            break
-    if not isinstance(sd, Mapping) or not sd:
-        raise ValueError(f"{where}: expected a state_dict (a non-empty dict of tensors)")
-    sd = dict(sd)
-    if all(isinstance(k, str) and k.startswith("module.") for k in sd):
-        sd = {k[len("module.") :]: v for k, v in sd.items()}
-    return sd
 
 
 def _shape(value: Any) -> tuple[int, ...] | None:

@@ -25,7 +25,12 @@ from typing import Any
 
 import torch
 
-from bupose.core.weights import CheckpointMismatchError, load_state_dict_strict, read_checkpoint
+from bupose.core.weights import (
+    CheckpointMismatchError,
+    load_state_dict_strict,
+    read_checkpoint,
+    unwrap_checkpoint,
+)
 
 from .config import SwinConfig, swin_config
 from .model import SwinTransformer, build_swin, relative_position_index
@@ -38,7 +43,6 @@ __all__ = [
     "convert_imagenet",
     "expected_shapes",
     "load_imagenet_pretrained",
-    "unwrap_checkpoint",
 ]
 
 IMAGENET_DROPPED: tuple[str, ...] = ("head", "norm")
@@ -59,21 +63,6 @@ def expected_shapes(config: SwinConfig | str) -> dict[str, tuple[int, ...]]:
     if isinstance(config, str):
         config = swin_config(config)
     return dict(_shapes(config))
-
-
-def unwrap_checkpoint(obj: Mapping[str, Any], where: str = "checkpoint") -> dict[str, Any]:
-    """The state_dict inside ``obj``: its ``model`` / ``state_dict`` entry or itself; ``module.`` stripped."""
-    sd: Any = obj
-    for wrapper in ("model", "state_dict"):
-        if isinstance(sd, Mapping) and isinstance(sd.get(wrapper), Mapping):
-            sd = sd[wrapper]
-            break
-    if not isinstance(sd, Mapping) or not sd:
-        raise ValueError(f"{where}: expected a state_dict (a non-empty dict of tensors)")
-    sd = dict(sd)
-    if all(isinstance(k, str) and k.startswith("module.") for k in sd):
-        sd = {k[len("module.") :]: v for k, v in sd.items()}
-    return sd
 
 
 def _output_norm(key: str, config: SwinConfig) -> bool:

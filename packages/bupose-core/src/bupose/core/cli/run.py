@@ -19,6 +19,8 @@ from typing import Any
 import click
 import numpy as np
 
+from ..io import read_image
+
 __all__ = ["IMAGE_EXTS", "VIDEO_EXTS", "InputItem", "collect_inputs", "iter_frames", "parse_options", "run_command"]
 
 IMAGE_EXTS = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp", ".ppm", ".pgm")
@@ -50,23 +52,6 @@ def collect_inputs(inputs: Sequence[str]) -> tuple[list[InputItem], list[str]]:
         else:
             problems.append(f"{p}: no such file or folder")
     return items, problems
-
-
-def _read_image(path: Path) -> np.ndarray:
-    """RGB uint8, EXIF orientation ignored; ValueError/FileNotFoundError when unreadable."""
-    try:
-        from ..vis import read_rgb
-    except ImportError:  # pragma: no cover - vis is part of core
-        read_rgb = None
-    if read_rgb is not None:
-        return read_rgb(path)
-    import cv2  # pragma: no cover
-
-    data = np.fromfile(str(path), dtype=np.uint8)  # pragma: no cover
-    img = cv2.imdecode(data, cv2.IMREAD_COLOR | cv2.IMREAD_IGNORE_ORIENTATION) if data.size else None
-    if img is None:  # pragma: no cover
-        raise ValueError(f"{path}: not a readable image")
-    return cv2.cvtColor(img, cv2.COLOR_BGR2RGB)  # pragma: no cover
 
 
 def iter_frames(path: Path) -> Iterator[tuple[int, np.ndarray]]:
@@ -327,7 +312,7 @@ def run_command(
         for item in items:
             try:
                 if item.kind == "image":
-                    img = _read_image(item.path)
+                    img = read_image(item.path)
                     yield gt_ids.get(item.path.name, item.path.name), img, item, None
                 else:
                     for k, frame in iter_frames(item.path):

@@ -263,20 +263,16 @@ class KeypointDataset:
     def load_image(self, i: int) -> np.ndarray:
         """Sample ``i``'s image as RGB uint8 (H, W, 3); EXIF orientation ignored (as cv2 with
         IMREAD_IGNORE_ORIENTATION, like the official loaders)."""
-        import cv2
+        from ..io import read_image
 
         iid = self.image_ids[i]
         path = self.image_path(iid)
         try:
-            data = np.fromfile(str(path), dtype=np.uint8)
+            return read_image(path)
         except FileNotFoundError as exc:
             raise DatasetError(f"{self.path}: image id {iid}: image file {path} is missing") from exc
-        except OSError as exc:
-            raise DatasetError(f"{self.path}: image id {iid}: cannot read image file {path} ({exc})") from exc
-        img = cv2.imdecode(data, cv2.IMREAD_COLOR | cv2.IMREAD_IGNORE_ORIENTATION) if data.size else None
-        if img is None:
-            raise DatasetError(f"{self.path}: image id {iid}: image file {path} is not a readable image")
-        return cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
+        except ValueError as exc:
+            raise DatasetError(f"{self.path}: image id {iid}: image file {path} is not a readable image ({exc})") from exc
 
     def ignore_mask(self, i: int, height: int | None = None, width: int | None = None) -> np.ndarray:
         """(H, W) float32, 1 = valid, 0 = ignored (crowd regions, people without keypoints)."""

@@ -24,50 +24,16 @@ A sample in (``dataset[i]``) -> a sample out with:
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-import cv2
 import numpy as np
 
+from ..algorithms.geometry import apply_affine, crop_affine, warp_affine, warp_mask
+from ..algorithms.image import IMAGENET_MEAN, IMAGENET_STD, normalize_images
 from ..specs import LayoutSpec
 
-__all__ = ["IMAGENET_MEAN", "IMAGENET_STD", "BottomUpRandomAffine", "affine_matrix", "to_tensor"]
-
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
-
-
-def affine_matrix(center: Sequence[float], scale: float, res: int, rot: float = 0.0) -> tuple[np.ndarray, float]:
-    """The (3, 3) matrix mapping original pixels to a ``res`` x ``res`` output where ``200 * scale``
-    original pixels span the output, centred on ``center``, rotated by ``rot`` degrees; and the scale
-    product t00 * t11 before rotation."""
-    h = 200.0 * scale
-    t = np.zeros((3, 3))
-    t[0, 0] = float(res) / h
-    t[1, 1] = float(res) / h
-    t[0, 2] = res * (-float(center[0]) / h + 0.5)
-    t[1, 2] = res * (-float(center[1]) / h + 0.5)
-    t[2, 2] = 1.0
-    scale_product = t[0, 0] * t[1, 1]
-    if rot != 0:
-        r = -rot * math.pi / 180.0
-        sn, cs = math.sin(r), math.cos(r)
-        rot_mat = np.array([[cs, -sn, 0.0], [sn, cs, 0.0], [0.0, 0.0, 1.0]])
-        t_mat = np.eye(3)
-        t_mat[0, 2] = -res / 2
-        t_mat[1, 2] = -res / 2
-        t_inv = t_mat.copy()
-        t_inv[:2, 2] *= -1
-        t = t_inv @ (rot_mat @ (t_mat @ t))
-    return t, float(scale_product)
-
-
-def _apply(points: np.ndarray, mat: np.ndarray) -> np.ndarray:
-    xy = points.reshape(-1, 2)
-    out = np.concatenate([xy, np.ones((xy.shape[0], 1))], axis=1) @ mat[:2].T
-    return out.reshape(points.shape)
+__all__ = ["BottomUpRandomAffine", "to_tensor"]
 
 
 class BottomUpRandomAffine:
@@ -167,23 +133,21 @@ class BottomUpRandomAffine:
         flip_idx = self._flip_index(kps.shape[1]) if flip else None
 
         s = self.input_size
-        mat_in, scale_product = affine_matrix(center, scale, s, rot)
+        mat_in, scale_product = crop_affine(center, scale, s, rot)
         if h == s and w == s and np.array_equal(mat_in, np.eye(3)):
             out_img = image.copy()
         else:
-            out_img = cv2.warpAffine(image, mat_in[:2], (s, s), flags=cv2.INTER_LINEAR)
+            out_img = warp_affine(image, mat_in, (s, s))
         kp_in = kps.copy()
-        kp_in[:, :, :2] = _apply(kps[:, :, :2], mat_in)
+        kp_in[:, :, :2] = apply_affine(kps[:, :, :2], mat_in)
 
         masks: dict[int, np.ndarray] = {}
         kp_at: dict[int, np.ndarray] = {}
-        mask_u8 = (np.asarray(mask, dtype=np.float64) * 255).astype(np.uint8)
         for size in self.heatmap_sizes:
-            mat, _ = affine_matrix(center, scale, size, rot)
-            warped = cv2.warpAffine(mask_u8, mat[:2], (size, size)) / 255
-            masks[size] = (warped > 0.5).astype(np.float32)
+            mat, _ = crop_affine(center, scale, size, rot)
+            masks[size] = warp_mask(mask, mat, size)
             k = kps.copy()
-            k[:, :, :2] = _apply(kps[:, :, :2], mat)
+            k[:, :, :2] = apply_affine(kps[:, :, :2], mat)
             kp_at[size] = k
 
         if flip:
@@ -216,12 +180,7 @@ class BottomUpRandomAffine:
 
 def to_tensor(image: np.ndarray, mean: Sequence[float] = IMAGENET_MEAN, std: Sequence[float] = IMAGENET_STD) -> Any:
     """RGB uint8 (H, W, 3) -> float32 tensor (3, H, W), /255 then ImageNet-normalised."""
-    import torch
-
     arr = np.asarray(image)
     if arr.dtype != np.uint8 or arr.ndim != 3 or arr.shape[2] != 3:
         raise ValueError(f"to_tensor expects an (H, W, 3) uint8 RGB image, got {arr.dtype} {arr.shape}")
-    t = torch.from_numpy(np.ascontiguousarray(arr.transpose(2, 0, 1))).float().div_(255.0)
-    m = torch.tensor(mean, dtype=torch.float32).view(3, 1, 1)
-    sd = torch.tensor(std, dtype=torch.float32).view(3, 1, 1)
-    return (t - m) / sd
+    return normalize_images([arr], mean=mean, std=std)[0]

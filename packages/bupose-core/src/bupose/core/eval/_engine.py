@@ -21,6 +21,8 @@ from typing import Any
 
 import numpy as np
 
+from ..algorithms.oks import oks_pairs
+
 __all__ = ["EvalError", "MatchEngine", "available_engines", "prepare_detections"]
 
 
@@ -232,51 +234,16 @@ def oks_table(
     d_idx = d_rows[order[nd_start[pair_group] + d_local]]
     g_idx = g_order[ng_start[pair_group] + g_local]
 
-    # gather per pair (contiguous (P, k) arrays); same float64 operations, in the same order, as
-    # pycocotools' computeOks so that every OKS value is bit-identical
+    # gather per pair (contiguous (P, k) arrays); oks_pairs does the same float64 operations, in
+    # the same order, as pycocotools' computeOks, so that every OKS value is bit-identical
     d_x = np.ascontiguousarray(d_kps[:, 0::3])
     d_y = np.ascontiguousarray(d_kps[:, 1::3])
     g_x = np.ascontiguousarray(g_kp[:, :, 0])
     g_y = np.ascontiguousarray(g_kp[:, :, 1])
     g_vis = g_kp[:, :, 2] > 0
-    g_k1 = g_vis.sum(axis=1)
-    vis = g_vis[g_idx]
-    k1 = g_k1[g_idx]
-    xd = d_x[d_idx]
-    yd = d_y[d_idx]
-    dx = xd - g_x[g_idx]
-    dy = yd - g_y[g_idx]
-    unl = np.nonzero(k1 == 0)[0]
-    if len(unl):  # no labelled joint: distance to the GT box grown by its size on every side
-        box = g_box[g_idx[unl]]
-        x0 = (box[:, 0] - box[:, 2])[:, None]
-        x1 = (box[:, 0] + box[:, 2] * 2)[:, None]
-        y0 = (box[:, 1] - box[:, 3])[:, None]
-        y1 = (box[:, 1] + box[:, 3] * 2)[:, None]
-        zero = np.zeros((len(unl), k))
-        xu, yu = xd[unl], yd[unl]
-        dx[unl] = np.maximum(zero, x0 - xu) + np.maximum(zero, xu - x1)
-        dy[unl] = np.maximum(zero, y0 - yu) + np.maximum(zero, yu - y1)
-    del xd, yd
-    variances = (sigmas * 2) ** 2
-    e = dx**2
-    e += dy**2
-    del dx, dy
-    e /= variances
-    e /= (g_area[g_idx] + np.spacing(1))[:, None]
-    e /= 2
-    np.negative(e, out=e)
-    ex = np.exp(e, out=e)
-    oks = np.empty(total, dtype=np.float64)
-    # k1 == 0: all k terms; k1 == n: the n labelled terms in joint order (same summation order)
-    for n in np.unique(k1):
-        rows = np.nonzero(k1 == n)[0]
-        if n == 0 or n == k:
-            vals = ex[rows]
-            oks[rows] = vals.sum(axis=1) / k
-        else:
-            vals = np.ascontiguousarray(ex[rows][vis[rows]].reshape(len(rows), int(n)))
-            oks[rows] = vals.sum(axis=1) / int(n)
+    oks = oks_pairs(
+        d_x[d_idx], d_y[d_idx], g_x[g_idx], g_y[g_idx], g_vis[g_idx], g_area[g_idx], sigmas, g_box[g_idx]
+    )
 
     table: dict[tuple[int, int], np.ndarray] = {}
     img_list = img_sorted.tolist()
