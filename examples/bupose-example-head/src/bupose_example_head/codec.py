@@ -78,7 +78,7 @@ class ExampleHeatmapCodec(BaseCodec):
         """Batched ``heatmap`` (B, J, h, w) -> at most one person per image, in image pixels through
         ``meta["matrix"]`` when given (else input pixels)."""
         heatmap = outputs["heatmap"].detach().float().cpu()
-        b, j, h, w = heatmap.shape
+        b, j, _h, w = heatmap.shape
         if len(metas) != b:
             raise ValueError(f"ExampleHeatmapCodec.decode: {len(metas)} metas for a batch of {b}")
         flat = heatmap.reshape(b, j, -1)
