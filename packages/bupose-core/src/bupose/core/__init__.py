@@ -13,7 +13,6 @@ from .hookspecs import hookimpl
 from .specs import (
     BackboneSpec,
     DatasetSpec,
-    DecoderSpec,
     FeatureShape,
     GrouperSpec,
     HeadSpec,
@@ -44,7 +43,6 @@ _LAZY = {
 __all__ = [
     "BackboneSpec",
     "DatasetSpec",
-    "DecoderSpec",
     "FeatureShape",
     "GrouperSpec",
     "HeadSpec",

@@ -45,23 +45,27 @@ class WarpMeta:
     scale: tuple[float, float]
 
 
-def multi_scale_size(image_hw: tuple[int, int], input_size: int, scale_factor: float = 1.0) -> WarpMeta:
-    """Network-input size, centre and scale of an ``(h, w)`` image at ``scale_factor``."""
+def multi_scale_size(
+    image_hw: tuple[int, int], input_size: int, scale_factor: float = 1.0, *, multiple: int = 64
+) -> WarpMeta:
+    """Network-input size, centre and scale of an ``(h, w)`` image at ``scale_factor``; sides are
+    rounded to ``multiple`` (official: 64)."""
     h, w = int(image_hw[0]), int(image_hw[1])
     if h <= 0 or w <= 0:
         raise ValueError(f"image size must be positive, got (h, w) = ({h}, {w})")
     if input_size <= 0 or scale_factor <= 0:
         raise ValueError(f"input_size and scale_factor must be positive, got {input_size}, {scale_factor}")
     center = (float(int(w / 2.0 + 0.5)), float(int(h / 2.0 + 0.5)))
-    base = int((input_size + 63) // 64 * 64)
+    m = int(multiple)
+    base = int((input_size + m - 1) // m * m)
     if w < h:
         w_out = int(base * scale_factor)
-        h_out = int(int((base / w * h + 63) // 64 * 64) * scale_factor)
+        h_out = int(int((base / w * h + m - 1) // m * m) * scale_factor)
         sw = w / 200.0
         sh = h_out / w_out * w / 200.0
     else:
         h_out = int(base * scale_factor)
-        w_out = int(int((base / h * w + 63) // 64 * 64) * scale_factor)
+        w_out = int(int((base / h * w + m - 1) // m * m) * scale_factor)
         sh = h / 200.0
         sw = w_out / h_out * h / 200.0
     return WarpMeta(image_hw=(h, w), size_wh=(w_out, h_out), center=center, scale=(sw, sh))
