@@ -17,6 +17,7 @@ expected.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import difflib
 import json
@@ -68,7 +69,7 @@ class OptionRow:
 def _hints(cls: type) -> dict[str, Any]:
     try:
         return typing.get_type_hints(cls)
-    except Exception as exc:  # noqa: BLE001 - any failure is a malformed options class
+    except Exception as exc:
         raise OptionError(f"options class {cls.__qualname__}: cannot resolve its annotations ({exc})") from exc
 
 
@@ -269,10 +270,8 @@ def _scalar(tp: Any, value: Any) -> Any:
         if isinstance(value, str):
             text = value
             if len(text) >= 2 and text[0] == text[-1] == '"':
-                try:
+                with contextlib.suppress(json.JSONDecodeError):
                     text = str(json.loads(text))
-                except json.JSONDecodeError:
-                    pass
             return text
         raise _Bad
     if tp is pathlib.Path:

@@ -45,8 +45,9 @@ class DEKROptions:
     batch_mode: Literal["group", "pad"] = _opt(
         "group", "group: one network call per input size (exact); pad: one call per scale on padded inputs"
     )
-    rescore_weights: Path | None = _opt(
-        None, "rescoring-net file (final_rescore_*_kpt.pth): person score = predicted OKS x pose score"
+    rescore_weights: Path | None = field(
+        default=None,
+        metadata={"help": "rescoring-net file (final_rescore_*_kpt.pth): person score = predicted OKS x pose score"},
     )
     # -- decoding (official TEST.* names in lower case)
     keypoint_threshold: float = _opt(0.01, "centre score a person needs (TEST.KEYPOINT_THRESHOLD)")
