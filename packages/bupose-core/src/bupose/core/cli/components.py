@@ -76,7 +76,7 @@ def head_lines(spec: HeadSpec, registry: Any, indent: str = "    ") -> list[str]
     if spec.grouper is None:
         lines.append(f"{indent}grouping: forms people itself (no --grouper)")
     else:
-        usable = compatible_groupers(spec, registry=registry)
+        usable = sorted({g for lay in spec.layouts for g in compatible_groupers(spec, lay, registry=registry)})
         others = [g for g in usable if g != spec.grouper]
         lines.append(
             f"{indent}grouping: grouper {spec.grouper!r} by default"

@@ -145,24 +145,31 @@ def parse_options(items: Sequence[str], flag: str = "--option") -> dict[str, Any
 
 
 def head_options(
-    spec: Any, items: Sequence[str] = (), aliases: Mapping[str, Any] | None = None
+    spec: Any,
+    items: Sequence[str] | Mapping[str, Any] = (),
+    aliases: Mapping[str, Any] | None = None,
 ) -> tuple[Any, dict[str, Any]]:
     """Validate a head's test-time options from ``--option KEY=VALUE`` items and short flags.
 
+    ``items`` are ``KEY=VALUE`` strings or a mapping of values (strings as typed, or Python values);
     ``aliases`` maps option names to the values their short flags gave (``None`` = not given).
     Returns ``(options, {})`` with the validated instance of the head's options dataclass, or, for a
     head that declares none, ``(None, raw)`` with the values to pass through as keywords. Raises
     :class:`~bupose.core.cli.BuposeError` with one line for an unknown key, a bad value or a short
     flag the head has no option for.
     """
-    from ..options import OptionError, build_options, option_names
+    from ..options import OptionError, build_options, option_names, split_option_items
     from . import BuposeError
     from .components import OPTION_ALIASES
 
     given = {k: v for k, v in (aliases or {}).items() if v is not None}
     try:
+        values: dict[str, Any] = dict(items) if isinstance(items, Mapping) else split_option_items(items)
+    except OptionError as exc:
+        raise BuposeError(str(exc)) from None
+    try:
         options_cls = spec.load_options()
-    except Exception as exc:
+    except Exception as exc:  # a broken plugin module
         raise BuposeError(f"head {spec.name!r}: cannot import its options class {spec.options}: {exc}") from exc
     if options_cls is None:  # a head without declared options: values pass through as keywords
         if isinstance(given.get("scales"), str):
@@ -170,11 +177,8 @@ def head_options(
                 given["scales"] = tuple(float(x) for x in given["scales"].split(",") if x.strip())
             except ValueError:
                 raise BuposeError(f"--scales expects comma-separated numbers like 0.5,1,2, got {given['scales']!r}") from None
-        return None, {**given, **parse_options(items)}
-    try:
-        values: dict[str, Any] = dict(_split(items))
-    except OptionError as exc:
-        raise BuposeError(str(exc)) from None
+        raw = {k: _json_or_text(v) if isinstance(v, str) else v for k, v in values.items()}
+        return None, {**given, **raw}
     names = option_names(options_cls)
     for key, value in given.items():
         flag = OPTION_ALIASES.get(key, f"--{key.replace('_', '-')}")
@@ -192,10 +196,11 @@ def head_options(
         raise BuposeError(str(exc)) from None
 
 
-def _split(items: Sequence[str]) -> dict[str, str]:
-    from ..options import split_option_items
-
-    return split_option_items(items)
+def _json_or_text(raw: str) -> Any:
+    try:
+        return json.loads(raw)
+    except json.JSONDecodeError:
+        return raw
 
 
 def _peek(args: Sequence[str], name: str) -> str | None:
