@@ -361,9 +361,8 @@ def build_options(
             kwargs[key] = _coerce(tp, value)
         except _Bad:
             shown = value if isinstance(value, str) else repr(value)
-            raise OptionError(
-                f"{flag} {key}={shown}: expected {_expected(tp)} ({type_name(tp)}){owner}"
-            ) from None
+            where = f" for {context}" if context else ""
+            raise OptionError(f"{flag} {key}={shown}: expected {_expected(tp)} ({type_name(tp)}){where}") from None
     try:
         return cls(**kwargs)
     except OptionError:
