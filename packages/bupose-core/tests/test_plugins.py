@@ -290,3 +290,28 @@ def bupose_register_groupers(register):
     assert "old_grouper" in reg.names("groupers")
     (err,) = reg.errors
     assert err.stage == "bupose_register_decoders" and "not a bupose hook" in err.error
+
+
+def test_specname_implementation_is_called_once_with_its_own_provenance(fake_site: Path, fake_dist) -> None:
+    import importlib
+    import importlib.metadata as md
+
+    renamed = """
+from bupose.core import hookimpl, HeadSpec
+import fakeplug_calls
+
+@hookimpl(specname="bupose_register_heads")
+def heads_under_another_name(register):
+    fakeplug_calls.CALLS.append("renamed")
+    register(HeadSpec(name="renamedhead", factory="x:y", summary="s", layouts=("coco17",)))
+"""
+    fake_dist(fake_site, "fake-calls", "1", {"fakeplug_calls": "CALLS = []\n"}, {})
+    fake_dist(fake_site, "fake-renamed", "2.0", {"fakeplug_renamed": renamed}, {"renamed": "fakeplug_renamed"})
+    fake_dist(fake_site, "fake-aaa", "1", {"fakeplug_aaa": ORDER_PLAIN.format(name="aaa")}, {"aaa": "fakeplug_aaa"})
+    importlib.invalidate_caches()
+    reg = Registry().load([ep for ep in md.entry_points(group="bupose") if ep.name in {"aaa", "renamed"}])
+    import fakeplug_calls
+
+    assert fakeplug_calls.CALLS == ["aaa", "renamed"]
+    assert reg.get("heads", "renamedhead").distribution == "fake-renamed"
+    assert not reg.errors

@@ -88,7 +88,7 @@ def test_python_keyword_errors_are_clear(model: PoseModel) -> None:
         DEKRPipeline(model, nms_threshold=0.1)
     with pytest.raises(ValueError, match="match_hmp=yes please: expected true or false"):
         DEKRPipeline(model, match_hmp="yes please")
-    with pytest.raises(OptionError, match="rescore_weights=/no/file.pth: expected the path of an existing file"):
+    with pytest.raises(OptionError, match=r"rescore_weights=/no/file\.pth: expected the path of an existing file"):
         build_options(DEKROptions, {"rescore_weights": "/no/file.pth"})
 
 

@@ -254,16 +254,11 @@ class Registry:
             except Exception as exc:  # noqa: BLE001 - e.g. a hookimpl whose arguments match no hookspec
                 self._record(info, "import", exc)
                 info.module_obj = None
-        known = set(hookspecs.HOOK_NAMES)
         for info in loaded:
             if info.module_obj is None:
                 continue
-            stray = sorted(
-                n for n in dir(info.module_obj)
-                if n.startswith("bupose_") and n not in known and callable(getattr(info.module_obj, n))
-                and hasattr(getattr(info.module_obj, n), f"{hookspecs.PROJECT_NAME}_impl")
-            )  # fmt: skip
-            for name in stray:
+            stray = sorted(hc.name for hc in self.pm.get_hookcallers(info.module_obj) or () if hc.spec is None)
+            for name in stray:  # an implementation of a hook that does not exist would never be called
                 self._record(
                     info, name,
                     LookupError(f"{name} is not a bupose hook (it is ignored); hooks are: {', '.join(hookspecs.HOOK_NAMES)}"),
@@ -280,15 +275,14 @@ class Registry:
         ``after(info)`` runs after each plugin's call, whether it raised or not."""
         caller = getattr(self.pm.hook, hook_name)
         by_key = {self._plugin_key(info): info for info in self.plugins if info.module_obj is not None}
-        plugins = self.pm.get_plugins()
         for impl in reversed(caller.get_hookimpls()):  # pluggy calls its list back to front
             info = by_key.get(impl.plugin_name)
             if info is None:  # pragma: no cover - only modules registered by this registry take part
                 continue
-            only_this = self.pm.subset_hook_caller(hook_name, [p for p in plugins if p is not impl.plugin])
             _trace(f"call {info.name}.{hook_name}")
             try:
-                only_this(**kwargs_for(info))
+                # pluggy's own call machinery (argument selection, wrappers) on this one implementation
+                self.pm._hookexec(hook_name, [impl], kwargs_for(info), False)
             except Exception as exc:  # noqa: BLE001
                 self._record(info, hook_name, exc)
             if after is not None:

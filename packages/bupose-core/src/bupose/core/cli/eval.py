@@ -140,12 +140,11 @@ def model_mode(
     from ..engine.evaluation import predict_dataset, subset_annotations
     from ..eval import evaluate, format_table
     from ..eval.results import write_metrics
-    from ..inference import load_model
-    from ..weights import atomic_write
-
     from ..grouping import GroupingError
+    from ..inference import load_model
     from ..options import OptionError
     from ..plugins import get_registry
+    from ..weights import atomic_write
     from .run import head_options
 
     head_spec = get_registry().get("heads", head)
