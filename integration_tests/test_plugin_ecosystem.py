@@ -35,7 +35,9 @@ def test_plugins_json_lists_every_distribution() -> None:
     example = dists["bupose-example-head"]["plugins"][0]["components"]
     assert example["heads"] == ["example"]
     assert example["backbones"] == ["example_convnet"]
-    assert example["decoders"] == ["example_argmax"]
+    assert "decoders" not in example  # the codec owns decoding; there is no decoders registry
+    groupers = dists["bupose-core"]["plugins"]
+    assert any(p["components"].get("groupers") == ["single_person"] for p in groupers)
     assert desc["errors"] == []
 
 

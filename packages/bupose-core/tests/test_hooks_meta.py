@@ -51,11 +51,6 @@ def bupose_register_heads(register):
     register(HeadSpec(name="m_head", factory="x:y", summary="s", layouts=("coco17",)))
 
 @hookimpl
-def bupose_register_decoders(register):
-    CALLED.append("decoders")
-    register(DecoderSpec(name="m_dec", factory="x:y", summary="s"))
-
-@hookimpl
 def bupose_register_groupers(register):
     CALLED.append("groupers")
     register(GrouperSpec(name="m_grp", factory="x:y", summary="s"))
@@ -103,7 +98,7 @@ def test_every_hook_is_called_and_registers(fake_site: Path, fake_dist) -> None:
     module = importlib.import_module("fakeplug_all")
     assert sorted(module.CALLED) == sorted(k.removeprefix("bupose_register_") for k in hookspecs.HOOK_NAMES)
     expected = {
-        "backbones": "m_bb", "heads": "m_head", "decoders": "m_dec", "groupers": "m_grp",
+        "backbones": "m_bb", "heads": "m_head", "groupers": "m_grp",
         "layouts": "m_lay", "datasets": "m_ds", "ops": "m_op/fast", "weights": "m_w",
     }  # fmt: skip
     for kind, name in expected.items():

@@ -181,3 +181,137 @@ def test_get_registry_is_cached_and_resettable() -> None:
     assert get_registry() is a
     reset_registry()
     assert get_registry() is not a
+
+
+ORDER_PLAIN = """
+from bupose.core import hookimpl, HeadSpec
+import fakeplug_calls
+
+@hookimpl
+def bupose_register_heads(register):
+    fakeplug_calls.CALLS.append("{name}")
+    register(HeadSpec(name="clash", factory="x:y", summary="{name}", layouts=("coco17",)))
+"""
+ORDER_MARKED = """
+from bupose.core import hookimpl, HeadSpec
+import fakeplug_calls
+
+@hookimpl({marker}=True)
+def bupose_register_heads(register):
+    fakeplug_calls.CALLS.append("{name}")
+    register(HeadSpec(name="clash", factory="x:y", summary="{name}", layouts=("coco17",)))
+"""
+
+
+def _ordering_plugins(site: Path, fake_dist, marker: str | None) -> list:
+    import importlib
+    import importlib.metadata as md
+
+    fake_dist(site, "fake-calls", "1", {"fakeplug_calls": "CALLS = []\n"}, {})
+    fake_dist(site, "fake-aaa", "1", {"fakeplug_aaa": ORDER_PLAIN.format(name="aaa")}, {"aaa": "fakeplug_aaa"})
+    zzz = ORDER_PLAIN if marker is None else ORDER_MARKED
+    fake_dist(site, "fake-zzz", "1", {"fakeplug_zzz": zzz.format(name="zzz", marker=marker)}, {"zzz": "fakeplug_zzz"})
+    importlib.invalidate_caches()
+    return [ep for ep in md.entry_points(group="bupose") if ep.name in {"aaa", "zzz"}]
+
+
+def test_hooks_run_in_load_order_without_markers(fake_site: Path, fake_dist) -> None:
+    eps = _ordering_plugins(fake_site, fake_dist, None)
+    import fakeplug_calls
+
+    reg = Registry().load(eps)
+    assert fakeplug_calls.CALLS == ["aaa", "zzz"]
+    assert reg.get("heads", "clash").summary == "aaa"  # first registration keeps the name
+    dup = [e for e in reg.errors if "registered twice" in e.error]
+    assert len(dup) == 1 and dup[0].plugin == "zzz"
+
+
+def test_tryfirst_marker_orders_calls_across_plugins(fake_site: Path, fake_dist) -> None:
+    eps = _ordering_plugins(fake_site, fake_dist, "tryfirst")
+    import fakeplug_calls
+
+    reg = Registry().load(eps)
+    assert fakeplug_calls.CALLS == ["zzz", "aaa"], "tryfirst must run zzz before aaa (loaded earlier)"
+    assert reg.get("heads", "clash").summary == "zzz"
+    dup = [e for e in reg.errors if "registered twice" in e.error]
+    assert len(dup) == 1 and dup[0].plugin == "aaa", "the later call's duplicate is attributed to it"
+
+
+def test_trylast_marker_moves_a_plugin_after_core_builtins(fake_site: Path, fake_dist) -> None:
+    import importlib
+    import importlib.metadata as md
+
+    late = """
+from bupose.core import hookimpl, LayoutSpec
+import fakeplug_calls
+
+@hookimpl(trylast=True)
+def bupose_register_layouts(register):
+    fakeplug_calls.CALLS.append("late")
+    register(LayoutSpec(name="coco17", keypoints=("a", "b"), flip_index=(1, 0), sigmas=(0.1, 0.1), overrides=True))
+
+@hookimpl(tryfirst=True)
+def bupose_register_heads(register):
+    raise RuntimeError("first and broken")
+"""
+    fake_dist(fake_site, "fake-calls", "1", {"fakeplug_calls": "CALLS = []\n"}, {})
+    fake_dist(fake_site, "fake-late", "1", {"fakeplug_late": late}, {"aaa_late": "fakeplug_late"})
+    fake_dist(fake_site, "fake-good", "1", {"fakeplug_good": GOOD, "fakeplug_good_impl": IMPL_THAT_RAISES}, {"good": "fakeplug_good"})
+    importlib.invalidate_caches()
+    reg = Registry().load([ep for ep in md.entry_points(group="bupose") if ep.name in {"aaa_late", "good"}])
+    # trylast: called after core's layouts, so its override replaces core's coco17
+    assert reg.get("layouts", "coco17").num_keypoints == 2
+    assert reg.get("layouts", "coco17").distribution == "fake-late"
+    # tryfirst + raising: recorded against that plugin only; the other plugin still registers
+    errors = [(e.plugin, e.stage) for e in reg.errors]
+    assert errors == [("aaa_late", "bupose_register_heads")]
+    assert "first and broken" in reg.errors[0].error
+    assert "lazyhead" in reg.names("heads") and "lazybb" in reg.names("backbones")
+
+
+def test_stray_bupose_hook_is_reported(fake_site: Path, fake_dist) -> None:
+    import importlib
+    import importlib.metadata as md
+
+    old = """
+from bupose.core import hookimpl, GrouperSpec
+
+@hookimpl
+def bupose_register_decoders(register):
+    raise AssertionError("never called")
+
+@hookimpl
+def bupose_register_groupers(register):
+    register(GrouperSpec(name="old_grouper", factory="x:y", summary="s"))
+"""
+    fake_dist(fake_site, "fake-old", "1", {"fakeplug_old": old}, {"old": "fakeplug_old"})
+    importlib.invalidate_caches()
+    reg = Registry().load([ep for ep in md.entry_points(group="bupose") if ep.name == "old"])
+    assert "old_grouper" in reg.names("groupers")
+    (err,) = reg.errors
+    assert err.stage == "bupose_register_decoders" and "not a bupose hook" in err.error
+
+
+def test_specname_implementation_is_called_once_with_its_own_provenance(fake_site: Path, fake_dist) -> None:
+    import importlib
+    import importlib.metadata as md
+
+    renamed = """
+from bupose.core import hookimpl, HeadSpec
+import fakeplug_calls
+
+@hookimpl(specname="bupose_register_heads")
+def heads_under_another_name(register):
+    fakeplug_calls.CALLS.append("renamed")
+    register(HeadSpec(name="renamedhead", factory="x:y", summary="s", layouts=("coco17",)))
+"""
+    fake_dist(fake_site, "fake-calls", "1", {"fakeplug_calls": "CALLS = []\n"}, {})
+    fake_dist(fake_site, "fake-renamed", "2.0", {"fakeplug_renamed": renamed}, {"renamed": "fakeplug_renamed"})
+    fake_dist(fake_site, "fake-aaa", "1", {"fakeplug_aaa": ORDER_PLAIN.format(name="aaa")}, {"aaa": "fakeplug_aaa"})
+    importlib.invalidate_caches()
+    reg = Registry().load([ep for ep in md.entry_points(group="bupose") if ep.name in {"aaa", "renamed"}])
+    import fakeplug_calls
+
+    assert fakeplug_calls.CALLS == ["aaa", "renamed"]
+    assert reg.get("heads", "renamedhead").distribution == "fake-renamed"
+    assert not reg.errors

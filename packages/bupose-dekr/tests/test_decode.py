@@ -312,12 +312,9 @@ def test_decoder_errors_are_clear() -> None:
         DEKRDecoder(_coco(), nms_threshold=0.1)
 
 
-def test_layout_defaults_and_registered_decoder() -> None:
-    spec = get_registry().get("decoders", "dekr")
-    dec_cls = spec.load()
-    assert dec_cls is DEKRDecoder
-    coco = dec_cls("coco17")
-    crowd = dec_cls("crowdpose14")
+def test_layout_defaults() -> None:
+    coco = DEKRDecoder("coco17")
+    crowd = DEKRDecoder("crowdpose14")
     assert (coco.nms_num_thre, coco.decrease, coco.nms_thre) == (8, 0.9, 0.05)
     assert (crowd.nms_num_thre, crowd.decrease) == (7, 0.8)
     assert (coco.keypoint_threshold, coco.max_num_people, coco.match_hmp) == (0.01, 30, False)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from bupose.core import BackboneSpec, DecoderSpec, FeatureShape, HeadSpec, hookimpl
+from bupose.core import BackboneSpec, FeatureShape, HeadSpec, hookimpl
 
 
 @hookimpl
@@ -15,6 +15,7 @@ def bupose_register_backbones(register: Callable[[BackboneSpec], None]) -> None:
             factory="bupose_example_head.model:ExampleConvNet",
             summary="tiny 3-layer conv net (example plugin)",
             outputs={"s4": FeatureShape(16, 4), "s8": FeatureShape(32, 8)},
+            size_divisibility=8,  # three stride-2 convolutions
         )
     )
 
@@ -25,22 +26,12 @@ def bupose_register_heads(register: Callable[[HeadSpec], None]) -> None:
         HeadSpec(
             name="example",
             factory="bupose_example_head.model:ExampleHeatmapHead",
-            summary="single-person heatmap head (example plugin)",
+            summary="heatmap head: keypoint candidates grouped by a registered grouper (example plugin)",
             codec="bupose_example_head.codec:ExampleHeatmapCodec",
-            decoder="example_argmax",
             pipeline="bupose_example_head.pipeline:ExamplePipeline",
-            input_spec="letterbox to 64x64",
+            options="bupose_example_head.options:ExampleOptions",
+            grouper="single_person",
+            input_spec="letterbox to a square input_size (default 64)",
             layouts=("coco17", "crowdpose14"),
-        )
-    )
-
-
-@hookimpl
-def bupose_register_decoders(register: Callable[[DecoderSpec], None]) -> None:
-    register(
-        DecoderSpec(
-            name="example_argmax",
-            factory="bupose_example_head.codec:ExampleHeatmapCodec",
-            summary="per-joint argmax with sub-pixel refinement (example plugin)",
         )
     )

@@ -13,7 +13,6 @@ from .hookspecs import hookimpl
 from .specs import (
     BackboneSpec,
     DatasetSpec,
-    DecoderSpec,
     FeatureShape,
     GrouperSpec,
     HeadSpec,
@@ -50,7 +49,6 @@ _LAZY = {
 __all__ = [
     "BackboneSpec",
     "DatasetSpec",
-    "DecoderSpec",
     "FeatureShape",
     "GrouperSpec",
     "HeadSpec",

@@ -8,8 +8,9 @@ A plugin is a module named in the ``bupose`` entry-point group of its distributi
 The module defines functions decorated with ``bupose.core.hookimpl`` whose names are the hook names
 below. Every ``bupose_register_<kind>`` hook receives one argument, ``register``: a callable taking
 one spec of that kind. Call it once per component. The host calls each hook once per process, when
-the registry is first needed (``bupose`` CLI start, ``build_model``, ``get_registry()``), one plugin
-at a time, so that a plugin that raises is recorded and skipped without affecting the others.
+the registry is first needed (``bupose`` CLI start, ``build_model``, ``get_registry()``), through
+pluggy and one plugin at a time, so that ``@hookimpl(tryfirst=True)`` / ``trylast=True`` order the
+calls across plugins and a plugin that raises is recorded and skipped without affecting the others.
 Implementations must be cheap: build specs, import no torch and no model code.
 """
 
@@ -23,7 +24,6 @@ import pluggy
 from .specs import (
     BackboneSpec,
     DatasetSpec,
-    DecoderSpec,
     GrouperSpec,
     HeadSpec,
     LayoutSpec,
@@ -48,24 +48,17 @@ def bupose_register_backbones(register: Callable[[BackboneSpec], None]) -> None:
 def bupose_register_heads(register: Callable[[HeadSpec], None]) -> None:
     """Register pose heads: call ``register(HeadSpec(...))`` once per head.
 
-    Called once when the registry is built. The spec names the head's codec, default decoder and
-    grouper, inference pipeline and supported layouts.
-    """
-
-
-@hookspec
-def bupose_register_decoders(register: Callable[[DecoderSpec], None]) -> None:
-    """Register decoders (head outputs -> candidates/poses): ``register(DecoderSpec(...))``.
-
-    Called once when the registry is built.
+    Called once when the registry is built. The spec names the head's codec (which owns decoding),
+    inference pipeline, test-time options class, default grouper (if any) and supported layouts.
     """
 
 
 @hookspec
 def bupose_register_groupers(register: Callable[[GrouperSpec], None]) -> None:
-    """Register groupers (candidates -> people): ``register(GrouperSpec(...))``.
+    """Register groupers (keypoint candidates -> people): ``register(GrouperSpec(...))``.
 
-    Called once when the registry is built.
+    Called once when the registry is built. A head names its default grouper in ``HeadSpec.grouper``;
+    ``bupose run --grouper NAME`` picks another whose ``requires`` the head's candidates provide.
     """
 
 
@@ -114,7 +107,6 @@ def bupose_register_commands(cli: Any) -> None:
 HOOK_NAMES: tuple[str, ...] = (
     "bupose_register_backbones",
     "bupose_register_heads",
-    "bupose_register_decoders",
     "bupose_register_groupers",
     "bupose_register_layouts",
     "bupose_register_datasets",
@@ -126,7 +118,6 @@ HOOK_NAMES: tuple[str, ...] = (
 REGISTER_HOOKS: dict[str, str] = {
     "bupose_register_backbones": "backbones",
     "bupose_register_heads": "heads",
-    "bupose_register_decoders": "decoders",
     "bupose_register_groupers": "groupers",
     "bupose_register_layouts": "layouts",
     "bupose_register_datasets": "datasets",

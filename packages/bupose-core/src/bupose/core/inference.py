@@ -1,34 +1,59 @@
 """Inference: pipelines (prepare -> network -> decode) and ``load_model``.
 
-A head names its pipeline class in ``HeadSpec.pipeline``. A pipeline is built as
-``Pipeline(model, **options)`` and turns RGB uint8 images (H, W, 3) into one
-:class:`~bupose.core.poses.Poses` per image, in image pixels. :class:`Estimator` wraps a model and
-its pipeline behind ``predict(images)``.
+A head names its pipeline class in ``HeadSpec.pipeline`` and the dataclass of its test-time options
+in ``HeadSpec.options`` (the pipeline's ``options_class``). A pipeline is built as
+``Pipeline(model, options)`` or ``Pipeline(model, **option_values)`` and turns RGB uint8 images
+(H, W, 3) into one :class:`~bupose.core.poses.Poses` per image, in image pixels. Pipelines of heads
+that hand keypoint candidates to a grouper also take ``grouper=`` (a registered name or a grouper;
+default: the head's). :class:`Estimator` wraps a model and its pipeline behind ``predict(images)``.
 """
 
 from __future__ import annotations
 
 import os
 from collections.abc import Mapping, Sequence
-from typing import Any
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
 
 import numpy as np
 import torch
 
+from .grouping import Candidates, Grouper, check_candidates, resolve_grouper
 from .model import PoseModel, build_model
+from .options import OptionError, build_options, options_as_dict
 from .plugins import Registry, get_registry
 from .poses import Poses
-from .specs import HeadSpec, import_object
+from .specs import GrouperSpec, HeadSpec, WeightsSpec, import_object
 from .weights import CheckpointError, detect_official, load_state_dict_strict, read_checkpoint
 
-__all__ = ["Estimator", "Pipeline", "load_model"]
+__all__ = ["Checkpoint", "Estimator", "GroupingPipeline", "Pipeline", "load_model", "load_weights"]
 
 class Pipeline:
-    """Base class of inference pipelines. Subclasses implement :meth:`predict_batch`."""
+    """Base class of inference pipelines. Subclasses implement :meth:`predict_batch`.
 
-    def __init__(self, model: PoseModel, **options: Any) -> None:
+    A subclass that sets ``options_class`` (a dataclass, see :mod:`bupose.core.options`) gets
+    ``self.options``: an instance validated from ``options`` (an instance, or ``None`` for the
+    defaults) updated with the keyword values; unknown keys and bad values raise
+    :class:`~bupose.core.options.OptionError`. Without ``options_class``, ``self.options`` is the
+    dict of keyword values.
+    """
+
+    options_class: ClassVar[type | None] = None
+
+    def __init__(self, model: PoseModel, options: Any = None, /, **values: Any) -> None:
         self.model = model
-        self.options = options
+        cls = self.options_class
+        if cls is None:
+            if options is not None:
+                raise TypeError(f"{type(self).__name__} declares no options class; pass options as keywords")
+            self.options: Any = dict(values)
+            return
+        if options is not None and not isinstance(options, cls):
+            raise OptionError(
+                f"{type(self).__name__}: options must be a {cls.__name__}, got {type(options).__name__}"
+            )
+        base = options_as_dict(options) if options is not None else {}
+        self.options = build_options(cls, {**base, **values}, context=type(self).__name__, flag="option")
 
     @property
     def device(self) -> torch.device:
@@ -69,20 +94,89 @@ class Estimator:
         return out
 
 
+class GroupingPipeline(Pipeline):
+    """A pipeline that finds keypoint candidates and hands them to a grouper.
+
+    ``grouper`` is a registered grouper name (checked against the head's ``candidate_fields``), a
+    grouper object, or ``None`` for the head's default (``HeadSpec.grouper``).
+    :meth:`group` runs it on one image's :class:`~bupose.core.grouping.Candidates`.
+    """
+
+    def __init__(
+        self, model: PoseModel, options: Any = None, /, *, grouper: str | Grouper | None = None, **values: Any
+    ) -> None:
+        super().__init__(model, options, **values)
+        self.grouper_spec: GrouperSpec | None = None
+        if grouper is None or isinstance(grouper, str):
+            resolved, self.grouper_spec = resolve_grouper(model.head_name, grouper, model.layout)
+            if resolved is None:
+                raise TypeError(f"head {model.head_name!r} declares no grouper, so {type(self).__name__} cannot group")
+            self.grouper: Grouper = resolved
+        else:
+            self.grouper = grouper
+
+    @property
+    def grouper_name(self) -> str:
+        """The registered name of the grouper in use (``"custom"`` for an object passed in)."""
+        return self.grouper_spec.name if self.grouper_spec is not None else "custom"
+
+    def group(self, candidates: Candidates) -> Poses:
+        """People of one image from its candidates, by the grouper in use."""
+        if self.grouper_spec is not None:
+            check_candidates(candidates, self.grouper_spec.requires, self.grouper_spec.name)
+        return self.grouper(candidates)
+
+
+_UNSET: Any = object()
+
+
+@dataclass
+class Checkpoint:
+    """A checkpoint file read once: its raw mapping, bupose metadata (``{}`` for other files) and,
+    detected once on demand, the official format it is in."""
+
+    path: str
+    raw: dict[str, Any]
+    meta: dict[str, Any]
+    _official: Any = field(default=_UNSET, repr=False)
+
+    @classmethod
+    def read(cls, path: str | os.PathLike[str], *, trust: bool = False) -> Checkpoint:
+        raw, meta = read_checkpoint(path, trust=trust)
+        return cls(str(path), raw, meta)
+
+    def official(self, registry: Registry | None = None) -> WeightsSpec | None:
+        """The registered official model format the file is in (``None`` for bupose files / unknown)."""
+        if self._official is _UNSET:
+            self._official = None if self.meta else detect_official(self.raw, registry=registry, role="model")
+        return self._official
+
+    def layout(self, registry: Registry | None = None) -> str | None:
+        """The layout the checkpoint was made for (bupose metadata or the detected official format)."""
+        if self.meta.get("layout"):
+            return str(self.meta["layout"])
+        spec = self.official(registry)
+        return spec.layout if spec is not None and spec.layout else None
+
+
 def load_weights(
     model: PoseModel,
     weights: str | os.PathLike[str],
     *,
     registry: Registry | None = None,
     trust: bool = False,
-    checkpoint: tuple[dict[str, Any], dict[str, Any]] | None = None,
+    checkpoint: Checkpoint | tuple[dict[str, Any], dict[str, Any]] | None = None,
 ) -> dict[str, Any]:
     """Load a bupose (safetensors) or official checkpoint into ``model``, strictly.
 
-    ``checkpoint`` is ``read_checkpoint(weights)``'s result when the caller already read the file.
+    ``checkpoint`` is the file already read (a :class:`Checkpoint`, or ``read_checkpoint``'s pair).
     Returns the checkpoint's metadata (empty for official files).
     """
-    raw, meta = checkpoint if checkpoint is not None else read_checkpoint(weights, trust=trust)
+    if checkpoint is None:
+        checkpoint = Checkpoint.read(weights, trust=trust)
+    elif isinstance(checkpoint, tuple):
+        checkpoint = Checkpoint(str(weights), *checkpoint)
+    raw, meta = checkpoint.raw, checkpoint.meta
     if meta:
         for field in ("head", "backbone", "layout"):
             expected = meta.get(field)
@@ -93,7 +187,7 @@ def load_weights(
                 )
         load_state_dict_strict(model, raw, str(weights))
         return meta
-    spec = detect_official(raw, registry=registry, role="model")
+    spec = checkpoint.official(registry)
     if spec is None:
         if all(isinstance(v, torch.Tensor) for v in raw.values()) and any(
             k.startswith(("backbone.", "head.")) for k in raw
@@ -124,6 +218,9 @@ def load_model(
     head_kwargs: Mapping[str, Any] | None = None,
     backbone_kwargs: Mapping[str, Any] | None = None,
     trust: bool = False,
+    options: Any = None,
+    grouper: str | None = None,
+    checkpoint: Checkpoint | None = None,
     **pipeline_options: Any,
 ) -> Estimator:
     """Build ``head`` on ``backbone``, load ``weights`` (bupose or official), return an Estimator.
@@ -131,11 +228,19 @@ def load_model(
     A bupose-trained file rebuilds the model it was trained as: its stored head/backbone kwargs are
     used unless given here, and its training input size becomes the pipeline's default.
 
-    ``pipeline_options`` go to the head's pipeline (for example ``flip=True``, ``scales=(1.0,)``).
+    The pipeline is built from ``options`` (an instance of the head's options dataclass) updated
+    with ``pipeline_options`` (for example ``flip=True``, ``scales=(1.0,)``), validated against the
+    head's declared options. ``grouper`` names a registered grouper for heads that group candidates
+    (default: the head's). ``checkpoint`` is ``weights`` already read (:meth:`Checkpoint.read`).
     """
     registry = get_registry()
-    checkpoint = read_checkpoint(weights, trust=trust) if weights is not None else None
-    stored = checkpoint[1].get("config") if checkpoint is not None else None
+    spec = registry.get("heads", head)
+    assert isinstance(spec, HeadSpec)
+    if spec.pipeline is None:
+        raise CheckpointError(f"head {head!r} declares no inference pipeline")
+    if weights is not None and checkpoint is None:
+        checkpoint = Checkpoint.read(weights, trust=trust)
+    stored = checkpoint.meta.get("config") if checkpoint is not None else None
     trained = dict(stored) if isinstance(stored, Mapping) else {}  # a bupose-trained file's model config
     if head_kwargs is None:
         head_kwargs = trained.get("head_kwargs")
@@ -149,9 +254,14 @@ def load_model(
         if "input_size" in trained:  # the input size a bupose-trained model was trained at
             model.config.setdefault("input_size", trained["input_size"])
     model.to(device).eval()
-    spec = registry.get("heads", head)
-    assert isinstance(spec, HeadSpec)
-    if spec.pipeline is None:
-        raise CheckpointError(f"head {head!r} declares no inference pipeline")
     pipeline_cls = import_object(spec.pipeline)
-    return Estimator(model, pipeline_cls(model, **pipeline_options))
+    declared = spec.load_options()
+    if declared is not None and getattr(pipeline_cls, "options_class", None) is not declared:
+        raise TypeError(f"head {head!r}: {spec.pipeline}.options_class is not {spec.options}")
+    args = () if options is None else (options,)
+    extra: dict[str, Any] = dict(pipeline_options)
+    if spec.grouper is not None:
+        extra["grouper"] = grouper
+    elif grouper is not None:
+        resolve_grouper(spec, grouper, model.layout, registry=registry)  # raises: the head takes none
+    return Estimator(model, pipeline_cls(model, *args, **extra))

@@ -37,7 +37,13 @@ class LayoutMismatchError(ValueError):
 
 
 class Backbone(nn.Module):
-    """A feature extractor returning named feature maps (``dict[str, Tensor]``)."""
+    """A feature extractor returning named feature maps (``dict[str, Tensor]``).
+
+    ``size_divisibility``: input height and width must be multiples of it (detectron2's rule);
+    :func:`build_backbone` sets it from ``BackboneSpec.size_divisibility``.
+    """
+
+    size_divisibility: int = 1
 
     def output_shape(self) -> dict[str, FeatureShape]:
         """Channels and stride of every output, by name."""
@@ -213,6 +219,12 @@ def build_backbone(name: str, *, registry: Registry | None = None, **kwargs: Any
     spec = registry.get("backbones", name)
     assert isinstance(spec, BackboneSpec)
     backbone = spec.load()(**{**spec.kwargs, **kwargs})
+    own = getattr(type(backbone), "size_divisibility", 1)
+    if own not in (1, spec.size_divisibility):
+        raise ValueError(
+            f"backbone {name!r}: the module declares size_divisibility {own}, its spec {spec.size_divisibility}"
+        )
+    backbone.size_divisibility = spec.size_divisibility
     return backbone
 
 

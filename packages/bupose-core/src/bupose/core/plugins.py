@@ -1,8 +1,11 @@
 """Plugin discovery and the component registry.
 
-Plugins are found through the ``bupose`` entry-point group and loaded one at a time. A plugin that
-fails to import, or whose hook raises, is recorded (with its traceback) and skipped; everything
-else keeps working. Environment variables:
+Plugins are found through the ``bupose`` entry-point group and loaded one at a time. Every hook
+implementation is called through pluggy (so ``@hookimpl(tryfirst=True)`` / ``trylast=True`` order
+the calls across plugins), one plugin's implementation per call: a plugin that fails to import, or
+whose hook raises, is recorded (with its traceback) against that plugin and skipped; everything
+else keeps working. Without ordering markers, plugins are called in load order: core's built-ins,
+then entry points by name. Environment variables:
 
 - ``BUPOSE_LOAD_PLUGINS=a,b``: load only these entry points (core's built-ins always load);
 - ``BUPOSE_DISABLE_PLUGINS=a,b``: skip these entry points;
@@ -44,6 +47,7 @@ CORE_DISTRIBUTION = "bupose-core"
 
 BUILTIN_PLUGINS: tuple[str, ...] = (
     "bupose.core.builtins.layouts",
+    "bupose.core.builtins.groupers",
     "bupose.core.builtins.ops",
     "bupose.core.builtins.commands",
     "bupose.core.builtins.convert",
@@ -82,7 +86,6 @@ FIRST_PARTY: dict[str, dict[str, str]] = {
 KIND_SINGULAR = {
     "backbones": "backbone",
     "heads": "head",
-    "decoders": "decoder",
     "groupers": "grouper",
     "layouts": "layout",
     "datasets": "dataset",
@@ -172,7 +175,7 @@ class Registry:
 
     # ----------------------------------------------------------------- loading
     def load(self, entry_points: Iterable[md.EntryPoint] | None = None) -> Registry:
-        """Load core's built-ins and every entry-point plugin, one at a time."""
+        """Load core's built-ins and every entry-point plugin, then call the register hooks."""
         version = _core_version()
         for module_name in BUILTIN_PLUGINS:
             info = PluginInfo(
@@ -201,10 +204,9 @@ class Registry:
                 version=dist.version if dist is not None else "unknown",
             )
             self._load_module(info, ep.load)
-        for kind, hook_kind in hookspecs.REGISTER_HOOKS.items():
-            for info in self.plugins:
-                if info.module_obj is not None:
-                    self._call_register_hook(info, kind, hook_kind)
+        self._register_with_pluggy()
+        for hook_name, kind in hookspecs.REGISTER_HOOKS.items():
+            self._call_hook(hook_name, lambda info, h=hook_name, k=kind: {"register": self._register_fn(info, h, k)})
         return self
 
     def _record(self, info: PluginInfo, stage: str, exc: BaseException) -> None:
@@ -220,21 +222,73 @@ class Registry:
         self.errors.append(err)
         _trace(f"{info.name}: {stage} failed: {err.error}")
 
+    @staticmethod
+    def _plugin_key(info: PluginInfo) -> str:
+        return f"{info.distribution}:{info.name}"
+
     def _load_module(self, info: PluginInfo, loader: Callable[[], Any]) -> None:
+        """Import one plugin module (pluggy registration happens once all are imported)."""
         self.plugins.append(info)
         _trace(f"load {info.name} ({info.module}) from {info.distribution} {info.version}")
         try:
             module = loader()
-            self.pm.register(module, name=f"{info.distribution}:{info.name}")
         except Exception as exc:  # noqa: BLE001 - a broken plugin must not break the host
             self._record(info, "import", exc)
             return
+        twin = next((p for p in self.plugins if p is not info and p.module_obj is module), None)
+        if twin is not None:
+            self._record(info, "import", RuntimeError(f"module {info.module} is already loaded as plugin {twin.name!r}"))
+            return
         info.module_obj = module
 
-    def _call_register_hook(self, info: PluginInfo, hook_name: str, kind: str) -> None:
-        func = getattr(info.module_obj, hook_name, None)
-        if func is None:
-            return
+    def _register_with_pluggy(self) -> None:
+        """Register the imported modules with pluggy, last-loaded first.
+
+        pluggy calls unmarked implementations last-registered first, so registering in reverse load
+        order makes the call order the load order; ``tryfirst``/``trylast`` still move a call.
+        """
+        loaded = [info for info in self.plugins if info.module_obj is not None]
+        for info in reversed(loaded):
+            try:
+                self.pm.register(info.module_obj, name=self._plugin_key(info))
+            except Exception as exc:  # noqa: BLE001 - e.g. a hookimpl whose arguments match no hookspec
+                self._record(info, "import", exc)
+                info.module_obj = None
+        for info in loaded:
+            if info.module_obj is None:
+                continue
+            stray = sorted(hc.name for hc in self.pm.get_hookcallers(info.module_obj) or () if hc.spec is None)
+            for name in stray:  # an implementation of a hook that does not exist would never be called
+                self._record(
+                    info, name,
+                    LookupError(f"{name} is not a bupose hook (it is ignored); hooks are: {', '.join(hookspecs.HOOK_NAMES)}"),
+                )  # fmt: skip
+
+    def _call_hook(
+        self,
+        hook_name: str,
+        kwargs_for: Callable[[PluginInfo], dict[str, Any]],
+        after: Callable[[PluginInfo], None] | None = None,
+    ) -> None:
+        """Call ``hook_name`` through pluggy, one plugin's implementation per call, in pluggy's
+        order (``tryfirst`` first, ``trylast`` last); a raise is recorded against that plugin.
+        ``after(info)`` runs after each plugin's call, whether it raised or not."""
+        caller = getattr(self.pm.hook, hook_name)
+        by_key = {self._plugin_key(info): info for info in self.plugins if info.module_obj is not None}
+        for impl in reversed(caller.get_hookimpls()):  # pluggy calls its list back to front
+            info = by_key.get(impl.plugin_name)
+            if info is None:  # pragma: no cover - only modules registered by this registry take part
+                continue
+            _trace(f"call {info.name}.{hook_name}")
+            try:
+                # pluggy's own call machinery (argument selection, wrappers) on this one implementation
+                self.pm._hookexec(hook_name, [impl], kwargs_for(info), False)
+            except Exception as exc:  # noqa: BLE001
+                self._record(info, hook_name, exc)
+            if after is not None:
+                after(info)
+
+    def _register_fn(self, info: PluginInfo, hook_name: str, kind: str) -> Callable[[ComponentSpec], None]:
         spec_type = SPEC_TYPES[kind]
 
         def register(spec: ComponentSpec) -> None:
@@ -244,11 +298,7 @@ class Registry:
                 )
             self.add(kind, spec.with_provenance(info.distribution, info.version), info)
 
-        _trace(f"call {info.name}.{hook_name}")
-        try:
-            func(register=register)
-        except Exception as exc:  # noqa: BLE001
-            self._record(info, hook_name, exc)
+        return register
 
     def add(self, kind: str, spec: ComponentSpec, info: PluginInfo | None = None) -> None:
         """Register one spec; a second registration of a name is an error unless it overrides."""
@@ -266,18 +316,18 @@ class Registry:
             info.components.setdefault(kind, []).append(spec.key)
 
     def add_commands(self, cli: Any) -> None:
-        """Let every loaded plugin add its CLI commands (errors are recorded, not raised)."""
-        for info in self.plugins:
-            func = getattr(info.module_obj, "bupose_register_commands", None)
-            if func is None:
-                continue
-            before = set(getattr(cli, "commands", {}))
-            _trace(f"call {info.name}.bupose_register_commands")
-            try:
-                func(cli=cli)
-            except Exception as exc:  # noqa: BLE001
-                self._record(info, "bupose_register_commands", exc)
+        """Let every loaded plugin add its CLI commands (through pluggy; errors are recorded)."""
+        before: set[str] = set()
+
+        def kwargs_for(info: PluginInfo) -> dict[str, Any]:
+            before.clear()
+            before.update(getattr(cli, "commands", {}))
+            return {"cli": cli}
+
+        def after(info: PluginInfo) -> None:
             info.commands.extend(sorted(set(getattr(cli, "commands", {})) - before))
+
+        self._call_hook("bupose_register_commands", kwargs_for, after)
 
     # ----------------------------------------------------------------- lookup
     def names(self, kind: str) -> list[str]:

@@ -19,7 +19,6 @@ __all__ = [
     "BackboneSpec",
     "ComponentSpec",
     "DatasetSpec",
-    "DecoderSpec",
     "FeatureShape",
     "GrouperSpec",
     "HeadSpec",
@@ -130,13 +129,16 @@ class BackboneSpec(ComponentSpec):
 
     ``outputs`` declares every output the backbone returns (name -> channels and stride); the
     built module's ``output_shape()`` must return the same mapping. ``factory(**kwargs)`` builds an
-    :class:`bupose.core.model.Backbone`.
+    :class:`bupose.core.model.Backbone`. ``size_divisibility`` is detectron2's rule: the input
+    height and width must be multiples of it (1 = any size); pipelines round their input sizes up to
+    it and the built module exposes the same value.
     """
 
     kind: ClassVar[str] = "backbone"
 
     outputs: Mapping[str, FeatureShape] = field(default_factory=dict)
     kwargs: Mapping[str, Any] = field(default_factory=dict)
+    size_divisibility: int = 1
 
     def validate(self) -> None:
         super().validate()
@@ -149,6 +151,12 @@ class BackboneSpec(ComponentSpec):
                 raise InvalidSpecError(
                     f"backbone {self.name!r}: output {out_name!r} must be a FeatureShape"
                 )
+        if isinstance(self.size_divisibility, bool) or not isinstance(self.size_divisibility, int) or (
+            self.size_divisibility < 1
+        ):
+            raise InvalidSpecError(
+                f"backbone {self.name!r}: size_divisibility must be a positive int, got {self.size_divisibility!r}"
+            )
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -157,19 +165,24 @@ class HeadSpec(ComponentSpec):
 
     ``factory(input_shapes, layout, **kwargs)`` builds a :class:`bupose.core.model.Head` sized from
     the backbone's declared outputs. ``codec`` is the ``module:attr`` of the head's codec class (the
-    one object that encodes training targets and decodes outputs); ``decoder`` and ``grouper`` name
-    registered decoders/groupers; ``pipeline`` is the ``module:attr`` of the inference pipeline
-    class (input preparation, test-time augmentation, decoding) and ``input_spec`` describes the
-    head's resize rule in words or as a ``module:attr``. ``layouts`` lists supported layouts (the
-    first is the default).
+    one object that encodes training targets and decodes outputs); ``pipeline`` is the
+    ``module:attr`` of the inference pipeline class (input preparation, test-time augmentation,
+    decoding) and ``input_spec`` describes the head's resize rule in words. ``options`` is the
+    ``module:attr`` of the dataclass of the pipeline's test-time options (see
+    :mod:`bupose.core.options`; importing it must not import torch). ``grouper`` names the
+    registered grouper that turns the pipeline's keypoint candidates into people (``None`` for heads
+    that form people themselves); ``candidate_fields`` are the extra fields those candidates carry,
+    and any grouper whose ``requires`` they cover may replace the default (see
+    :mod:`bupose.core.grouping`). ``layouts`` lists supported layouts (the first is the default).
     """
 
     kind: ClassVar[str] = "head"
 
     codec: str | None = None
-    decoder: str | None = None
-    grouper: str | None = None
     pipeline: str | None = None
+    options: str | None = None
+    grouper: str | None = None
+    candidate_fields: tuple[str, ...] = ()
     input_spec: str | None = None
     layouts: tuple[str, ...] = ()
     kwargs: Mapping[str, Any] = field(default_factory=dict)
@@ -180,34 +193,40 @@ class HeadSpec(ComponentSpec):
             raise InvalidSpecError(f"head {self.name!r} needs a factory")
         if not self.layouts:
             raise InvalidSpecError(f"head {self.name!r} must list the layouts it supports")
-        for attr in ("codec", "pipeline"):
+        for attr in ("codec", "pipeline", "options"):
             value = getattr(self, attr)
             if value is not None and not _FACTORY_RE.match(value):
                 raise InvalidSpecError(f"head {self.name!r}: {attr} must be 'module:attr'")
+        if self.grouper is not None and not _NAME_RE.match(str(self.grouper)):
+            raise InvalidSpecError(f"head {self.name!r}: grouper must be a registered grouper name")
+        if self.candidate_fields and self.grouper is None:
+            raise InvalidSpecError(f"head {self.name!r}: candidate_fields need a default grouper")
+        if any(not isinstance(f, str) or not f.isidentifier() for f in self.candidate_fields):
+            raise InvalidSpecError(f"head {self.name!r}: candidate_fields must be identifiers")
 
-
-@dataclass(frozen=True, kw_only=True)
-class DecoderSpec(ComponentSpec):
-    """Turns head outputs into candidates or poses. ``factory(layout, **options)``."""
-
-    kind: ClassVar[str] = "decoder"
-
-    def validate(self) -> None:
-        super().validate()
-        if self.factory is None:
-            raise InvalidSpecError(f"decoder {self.name!r} needs a factory")
+    def load_options(self) -> type | None:
+        """The options dataclass (imported; torch-free by contract), or ``None`` when none is declared."""
+        return None if self.options is None else import_object(self.options)
 
 
 @dataclass(frozen=True, kw_only=True)
 class GrouperSpec(ComponentSpec):
-    """Groups decoded candidates into people. ``factory(layout, **options)``."""
+    """Groups keypoint candidates into people: ``factory(layout, **options)`` returns a callable
+    ``grouper(candidates) -> Poses`` (:mod:`bupose.core.grouping`). ``requires`` names the extra
+    candidate fields it needs (e.g. ``("limb_heatmaps",)``); ``layouts`` restricts it to some
+    layouts (empty = any)."""
 
     kind: ClassVar[str] = "grouper"
+
+    requires: tuple[str, ...] = ()
+    layouts: tuple[str, ...] = ()
 
     def validate(self) -> None:
         super().validate()
         if self.factory is None:
             raise InvalidSpecError(f"grouper {self.name!r} needs a factory")
+        if any(not isinstance(f, str) or not f.isidentifier() for f in self.requires):
+            raise InvalidSpecError(f"grouper {self.name!r}: requires must be identifiers")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -333,7 +352,6 @@ class WeightsSpec(ComponentSpec):
 SPEC_TYPES: dict[str, type[ComponentSpec]] = {
     "backbones": BackboneSpec,
     "heads": HeadSpec,
-    "decoders": DecoderSpec,
     "groupers": GrouperSpec,
     "layouts": LayoutSpec,
     "datasets": DatasetSpec,

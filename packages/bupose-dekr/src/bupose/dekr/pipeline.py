@@ -16,6 +16,7 @@ the image border can move slightly compared with batch size 1.
 from __future__ import annotations
 
 import contextlib
+import math
 import os
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
@@ -28,8 +29,10 @@ from bupose.core.inference import Pipeline
 from bupose.core.model import PoseModel
 from bupose.core.poses import Poses
 
-from .decode import DEFAULT_OPTIONS, DEKRDecoder, ScaleOutput
-from .preprocess import SIZE_MULTIPLE, WarpMeta, multi_scale_size, normalize_images, warp_image
+from .codec import DEKRCodec
+from .decode import ScaleOutput
+from .options import DEKROptions
+from .preprocess import WarpMeta, multi_scale_size, normalize_images, warp_image
 
 __all__ = ["DEKRPipeline", "default_input_size", "flip_shift", "load_rescore_net"]
 
@@ -87,60 +90,51 @@ def _pad_black(xs: list[torch.Tensor], size: tuple[int, int]) -> torch.Tensor:
 class DEKRPipeline(Pipeline):
     """DEKR test pipeline.
 
+    Built as ``DEKRPipeline(model, options)`` with a :class:`~bupose.dekr.options.DEKROptions`, or
+    with its fields as keywords (``DEKRPipeline(model, flip=False, scales=(0.5, 1, 2))``); see
+    that class for every option and its official default. The decoder comes from the head's codec
+    (:class:`~bupose.dekr.codec.DEKRCodec`): one object owns encoding and decoding.
+
     Args:
         model: a DEKR :class:`PoseModel` (outputs ``heatmap`` and ``offset``).
-        flip: flip test (official default on).
-        scales: test scales; must contain 1.0 (official multi-scale: ``(0.5, 1.0, 2.0)``).
-        input_size: short side at scale 1; default from :func:`default_input_size`.
-        rescore_net: a module mapping (N, F) pose features to (N, 1) predicted OKS.
-        rescore_weights: path of a rescore file, loaded with :func:`load_rescore_net`.
-        amp: run the network under autocast (bfloat16 on CPU, float16 on CUDA).
-        batch_mode: ``"group"`` (exact, one call per input size) or ``"pad"`` (one call per scale).
-        **decode_options: :class:`~bupose.dekr.decode.DEKRDecoder` options.
+        options: the test-time options (defaults when ``None``), updated with ``values``.
+        rescore_net: a module mapping (N, F) pose features to (N, 1) predicted OKS (instead of the
+            ``rescore_weights`` option).
+        trust: allow arbitrary pickles in the ``rescore_weights`` file.
     """
+
+    options_class = DEKROptions
 
     def __init__(
         self,
         model: PoseModel,
-        flip: bool = True,
-        scales: Sequence[float] = (1.0,),
-        input_size: int | None = None,
-        rescore_net: Callable[[torch.Tensor], torch.Tensor] | None = None,
-        amp: bool = False,
+        options: DEKROptions | None = None,
+        /,
         *,
-        rescore_weights: str | os.PathLike[str] | None = None,
-        batch_mode: str = "group",
+        rescore_net: Callable[[torch.Tensor], torch.Tensor] | None = None,
         trust: bool = False,
-        **decode_options: Any,
+        **values: Any,
     ) -> None:
-        super().__init__(model, flip=flip, scales=tuple(scales), input_size=input_size, amp=amp, **decode_options)
-        self.flip = bool(flip)
-        self.scales = tuple(sorted((float(s) for s in scales), reverse=True))
-        if not self.scales or 1.0 not in self.scales:
-            raise ValueError(f"DEKRPipeline: scales must contain 1.0, got {tuple(scales)}")
-        if any(s <= 0 for s in self.scales) or len(set(self.scales)) != len(self.scales):
-            raise ValueError(f"DEKRPipeline: scales must be distinct and positive, got {tuple(scales)}")
-        if batch_mode not in ("group", "pad"):
-            raise ValueError(f"DEKRPipeline: batch_mode must be 'group' or 'pad', got {batch_mode!r}")
-        self.batch_mode = batch_mode
-        self.input_size = int(input_size) if input_size is not None else default_input_size(model)
-        if self.input_size <= 0:
-            raise ValueError(f"DEKRPipeline: input_size must be positive, got {self.input_size}")
-        self.amp = bool(amp)
-        unknown = set(decode_options) - set(DEFAULT_OPTIONS)
-        if unknown:
-            raise TypeError(
-                f"DEKRPipeline: unknown option(s) {', '.join(sorted(unknown))}; decode options are "
-                f"{', '.join(sorted(DEFAULT_OPTIONS))}"
-            )
-        stride = getattr(model.head, "stride", None)
-        if stride is not None and "stride" not in decode_options:
-            decode_options["stride"] = float(stride)
-        self.decoder = DEKRDecoder(model.layout, **decode_options)
-        if rescore_net is not None and rescore_weights is not None:
+        super().__init__(model, options, **values)
+        opts: DEKROptions = self.options
+        self.flip = bool(opts.flip)
+        self.scales = tuple(sorted((float(s) for s in opts.scales), reverse=True))
+        self.batch_mode = opts.batch_mode
+        self.input_size = int(opts.input_size) if opts.input_size is not None else default_input_size(model)
+        self.amp = bool(opts.amp)
+        divisibility = int(getattr(model.backbone, "size_divisibility", 1) or 1)
+        self.size_multiple = math.lcm(int(opts.size_multiple), divisibility)
+        """Input sides are multiples of this: the official 64 combined with the backbone's rule."""
+        stride = int(getattr(model.head, "stride", 4))
+        base = (self.input_size + self.size_multiple - 1) // self.size_multiple * self.size_multiple
+        self.codec = DEKRCodec(
+            model.layout, math.lcm(base, stride), stride=stride, decode_options=opts.decode_options()
+        )
+        self.decoder = self.codec.decoder
+        if rescore_net is not None and opts.rescore_weights is not None:
             raise ValueError("DEKRPipeline: give rescore_net or rescore_weights, not both")
-        if rescore_weights is not None:
-            rescore_net = load_rescore_net(rescore_weights, model.layout.name, trust=trust)
+        if opts.rescore_weights is not None:
+            rescore_net = load_rescore_net(opts.rescore_weights, model.layout.name, trust=trust)
         if isinstance(rescore_net, torch.nn.Module):
             rescore_net = rescore_net.to(self.device).eval()
         self.rescore_net = rescore_net
@@ -216,7 +210,9 @@ class DEKRPipeline(Pipeline):
         """Raw per-scale network outputs of each image (on the CPU), descending scale order."""
         per_image: list[list[ScaleOutput]] = [[] for _ in images]
         for s in self.scales:
-            metas: list[WarpMeta] = [multi_scale_size(im.shape[:2], self.input_size, s, multiple=SIZE_MULTIPLE) for im in images]
+            metas: list[WarpMeta] = [
+                multi_scale_size(im.shape[:2], self.input_size, s, multiple=self.size_multiple) for im in images
+            ]
             warped = [warp_image(im, m) for im, m in zip(images, metas)]
             results: dict[int, ScaleOutput] = {}
             for i, hm, of, hmf, off in self.run_network(warped):

@@ -1,4 +1,5 @@
-"""bupose plugin module of bupose-dekr: the ``dekr`` head, its decoder and the official checkpoints.
+"""bupose plugin module of bupose-dekr: the ``dekr`` head (codec, pipeline, test options) and the
+official checkpoints.
 
 Imports nothing heavy: every factory is a lazy ``module:attr`` string.
 """
@@ -7,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from bupose.core import DecoderSpec, HeadSpec, WeightsSpec, hookimpl
+from bupose.core import HeadSpec, WeightsSpec, hookimpl
 
 SOURCE = "HRNet/DEKR README model zoo (OneDrive/Google Drive links at https://github.com/HRNet/DEKR)"
 
@@ -16,16 +17,13 @@ HEAD = HeadSpec(
     factory="bupose.dekr.model:DEKRHead",
     summary="DEKR: centre heatmap + disentangled per-joint offset regression (CVPR 2021)",
     codec="bupose.dekr.codec:DEKRCodec",
-    decoder="dekr",
     pipeline="bupose.dekr.pipeline:DEKRPipeline",
-    input_spec="short side -> input size (512 W32 / 640 W48), long side to a multiple of 64, centred affine warp",
+    options="bupose.dekr.options:DEKROptions",
+    input_spec=(
+        "short side -> input size (512 W32 / 640 W48), long side to a multiple of lcm(size_multiple 64, "
+        "the backbone's size divisibility), centred affine warp"
+    ),
     layouts=("coco17", "crowdpose14"),
-)
-
-DECODER = DecoderSpec(
-    name="dekr",
-    factory="bupose.dekr.decode:DEKRDecoder",
-    summary="DEKR decoding: flip merge, centre NMS, poses from offsets, pose NMS, optional rescoring",
 )
 
 _MODEL_WEIGHTS = (
@@ -79,11 +77,6 @@ WEIGHTS: tuple[WeightsSpec, ...] = (
 @hookimpl
 def bupose_register_heads(register: Callable[[HeadSpec], None]) -> None:
     register(HEAD)
-
-
-@hookimpl
-def bupose_register_decoders(register: Callable[[DecoderSpec], None]) -> None:
-    register(DECODER)
 
 
 @hookimpl

@@ -27,6 +27,7 @@ def bupose_register_backbones(register: Callable[[BackboneSpec], None]) -> None:
                 factory=f"bupose.hrnet.model:{name}",
                 summary=config.description,
                 outputs=output_shapes(config),
+                size_divisibility=32,  # four branches down to stride 32: inputs must divide by 32
             )
         )
 

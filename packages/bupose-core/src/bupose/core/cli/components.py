@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-__all__ = ["info_command", "list_command", "plugins_command"]
+__all__ = ["OPTION_ALIASES", "head_lines", "heads_help_lines", "info_command", "list_command", "plugins_command"]
 
 import json
 import os
@@ -14,12 +14,27 @@ from typing import Any
 import click
 
 from ..plugins import FIRST_PARTY, get_registry
-from ..specs import SPEC_TYPES, BackboneSpec, HeadSpec, OpSpec, WeightsSpec
+from ..specs import SPEC_TYPES, BackboneSpec, GrouperSpec, HeadSpec, OpSpec, WeightsSpec
+
+OPTION_ALIASES: dict[str, str] = {
+    "flip": "--flip/--no-flip",
+    "scales": "--scales",
+    "input_size": "--input-size",
+    "amp": "--amp",
+    "rescore_weights": "--rescore-weights",
+}
+"""Option name -> the short flag of ``bupose run`` / ``bupose eval`` that sets it (for heads that
+declare that option)."""
 
 
 def _facts(spec: Any) -> str:
     if isinstance(spec, BackboneSpec):
-        return ", ".join(f"{k}: {v.channels}ch/s{v.stride}" for k, v in spec.outputs.items())
+        outs = ", ".join(f"{k}: {v.channels}ch/s{v.stride}" for k, v in spec.outputs.items())
+        return outs + (f"; sizes divisible by {spec.size_divisibility}" if spec.size_divisibility > 1 else "")
+    if isinstance(spec, GrouperSpec):
+        return f"needs: {', '.join(spec.requires) or 'positions and scores'}" + (
+            f"; layouts: {', '.join(spec.layouts)}" if spec.layouts else ""
+        )
     if isinstance(spec, HeadSpec):
         return f"layouts: {', '.join(spec.layouts)}"
     if isinstance(spec, OpSpec):
@@ -52,9 +67,74 @@ def plugins_command(as_json: bool) -> None:
         click.echo(f"\n{len(desc['errors'])} plugin error(s); `bupose plugins --json` has tracebacks.")
 
 
+def head_lines(spec: HeadSpec, registry: Any, indent: str = "    ") -> list[str]:
+    """How a head groups people and its declared test-time options, as text lines."""
+    from ..grouping import compatible_groupers
+    from ..options import OptionError, describe, format_option_rows
+
+    lines = []
+    if spec.grouper is None:
+        lines.append(f"{indent}grouping: forms people itself (no --grouper)")
+    else:
+        usable = sorted({g for lay in spec.layouts for g in compatible_groupers(spec, lay, registry=registry)})
+        others = [g for g in usable if g != spec.grouper]
+        lines.append(
+            f"{indent}grouping: grouper {spec.grouper!r} by default"
+            + (f"; --grouper may pick: {', '.join(others)}" if others else "; no other installed grouper fits")
+            + (f" (candidates carry: {', '.join(spec.candidate_fields)})" if spec.candidate_fields else "")
+        )
+    if spec.options is None:
+        lines.append(f"{indent}test options: none declared")
+        return lines
+    try:
+        rows = describe(spec.load_options())
+    except (ImportError, AttributeError, OptionError) as exc:
+        lines.append(f"{indent}test options: cannot be read ({type(exc).__name__}: {exc})")
+        return lines
+    short = [f"{flag} = {name}" for name, flag in OPTION_ALIASES.items() if any(r.name == name for r in rows)]
+    lines.append(
+        f"{indent}test options (--option KEY=VALUE"
+        + (f"; short forms: {', '.join(short)}" if short else "") + "):"
+    )
+    lines.extend(format_option_rows(rows, indent=indent + "  "))
+    return lines
+
+
+def _not_installed(kind: str, installed: list[str]) -> list[tuple[str, str]]:
+    return sorted((n, p) for n, p in FIRST_PARTY.get(kind, {}).items() if n not in installed)
+
+
+def heads_help_lines(head: str | None = None) -> list[str]:
+    """The heads section of ``bupose run --help``: installed heads, installable first-party heads,
+    and with ``head`` its grouping and test options."""
+    registry = get_registry()
+    installed = registry.names("heads")
+    lines = ["Installed heads:" if installed else "Installed heads: none."]
+    for name in installed:
+        spec = registry.components["heads"][name]
+        lines.append(f"  {name:<14} {spec.summary} [{', '.join(spec.layouts)}] <- {spec.distribution}")
+    missing = _not_installed("heads", installed)
+    if missing:
+        lines.append("Not installed (first-party packages, `pip install PACKAGE`):")
+        lines.append("  " + ", ".join(f"{n} ({p})" for n, p in missing))
+    if head is None:
+        lines.append("`bupose run --head H --help` shows head H's test options.")
+        return lines
+    lines.append("")
+    if head not in registry.components["heads"]:
+        lines.append(registry.unknown_message("heads", head))
+        return lines
+    spec = registry.components["heads"][head]
+    assert isinstance(spec, HeadSpec)
+    lines.append(f"Head {head!r}:")
+    lines.extend(head_lines(spec, registry, indent="  "))
+    return lines
+
+
 @click.command("list")
 @click.argument("kind", required=False, type=click.Choice(list(SPEC_TYPES)))
-def list_command(kind: str | None) -> None:
+@click.option("--verbose", "-v", is_flag=True, help="Also each head's grouping and test options (defaults, meaning).")
+def list_command(kind: str | None, verbose: bool = False) -> None:
     """Registered components, optionally of one KIND."""
     registry = get_registry()
     kinds = [kind] if kind else list(SPEC_TYPES)
@@ -80,6 +160,14 @@ def list_command(kind: str | None) -> None:
             )
             if isinstance(spec, WeightsSpec) and spec.source:
                 click.echo(f"  {'':<28} get it from: {spec.source}")
+            if verbose and isinstance(spec, HeadSpec):
+                for line in head_lines(spec, registry):
+                    click.echo(line)
+        missing = _not_installed(k, names)
+        if missing:
+            click.echo(
+                f"  not installed (first-party): {', '.join(f'{n} ({p})' for n, p in missing)}"
+            )
 
 
 def _version(dist: str) -> str | None:

@@ -60,23 +60,25 @@ def _results_mode(results: str, annotations: str, layout: str, output: str | Non
 @click.option("--data", help="Model mode: dataset (COCO json, folder with annotations.json, coco:ROOT:SPLIT...).")
 @click.option("--batch-size", "batch_size", type=click.IntRange(min=1), default=8, show_default=True)
 @click.option("--device", default="cpu", show_default=True, help="Model mode: cpu, cuda, cuda:1.")
-@click.option("--flip/--no-flip", default=True, show_default=True, help="Model mode: flip test.")
-@click.option("--scales", default="1", show_default=True, help="Model mode: test scales, e.g. 0.5,1,2.")
+@click.option("--flip/--no-flip", default=None,
+              help="Model mode: short for --option flip=true/false (heads with a flip test; default: the head's).")
+@click.option("--scales", default=None,
+              help="Model mode: short for --option scales=0.5,1,2 (heads with multi-scale testing).")
 @click.option("--input-size", "input_size", type=click.IntRange(min=32), default=None,
-              help="Model mode: test input size (default: the trained size stored in the weights, else the head's).")
-@click.option("--amp", is_flag=True, help="Model mode: run the network under autocast.")
+              help="Model mode: short for --option input_size=N (default: the trained size stored in the weights, else the head's).")
+@click.option("--amp", is_flag=True, default=None, help="Model mode: short for --option amp=true (autocast).")
 @click.option("--max-images", "max_images", type=click.IntRange(min=1), default=None,
               help="Model mode: evaluate the first N images only.")
 @click.option("--save-results", "save_results", type=click.Path(dir_okay=False), default="results.json",
               show_default=True, help="Model mode: where to write the COCO results JSON.")
 @click.option("--trust-checkpoint", "trust", is_flag=True, help="Allow arbitrary pickles in --weights.")
 @click.option("--option", "pipeline_options", multiple=True, metavar="KEY=VALUE",
-              help="Model mode: test-time option of the head's pipeline/decoder, e.g. match_hmp=true (repeatable).")
+              help="Model mode: test-time option of the head (repeatable); `bupose run --head H --help` lists H's.")
 def eval_command(
     results: str | None, annotations: str | None, layout: str, output: str | None, engine: str,
     head: str | None = None, backbone: str | None = None, weights: str | None = None, data: str | None = None,
-    batch_size: int = 8, device: str = "cpu", flip: bool = True, scales: str = "1",
-    input_size: int | None = None, amp: bool = False, max_images: int | None = None,
+    batch_size: int = 8, device: str = "cpu", flip: bool | None = None, scales: str | None = None,
+    input_size: int | None = None, amp: bool | None = None, max_images: int | None = None,
     save_results: str = "results.json", trust: bool = False, pipeline_options: tuple[str, ...] = (),
 ) -> None:
     """Keypoint AP/AR (COCO / OCHuman / CrowdPose) of a results file, or of a model on a dataset."""
@@ -87,28 +89,22 @@ def eval_command(
         missing = [k for k, v in model_opts.items() if v is None]
         if missing:
             raise click.UsageError(f"model mode needs {', '.join(missing)} as well")
-        from .run import parse_options
+        from ..options import OptionError, split_option_items
 
+        try:
+            items = split_option_items(pipeline_options)
+        except OptionError as exc:
+            raise click.BadParameter(str(exc)) from None
         model_mode(
             head=str(head), backbone=str(backbone), weights=str(weights), data=str(data),
             batch_size=batch_size, device=device, flip=flip, scales=scales, input_size=input_size, amp=amp,
             max_images=max_images, save_results=save_results, output=output, engine=engine, trust=trust,
-            pipeline_options=parse_options(pipeline_options),
+            pipeline_options=items,
         )
         return
     if not results or not annotations:
         raise click.UsageError("results mode needs both --results and --annotations")
     _results_mode(results, annotations, layout, output, engine)
-
-
-def _parse_scales(scales: str) -> tuple[float, ...]:
-    try:
-        values = tuple(float(s) for s in scales.split(",") if s.strip())
-    except ValueError:
-        values = ()
-    if not values or any(v <= 0 for v in values):
-        raise ValueError(f"--scales {scales!r}: expected positive numbers separated by commas, e.g. 0.5,1,2")
-    return values
 
 
 def model_mode(
@@ -119,10 +115,10 @@ def model_mode(
     data: str,
     batch_size: int = 8,
     device: str = "cpu",
-    flip: bool = True,
-    scales: str = "1",
+    flip: bool | None = None,
+    scales: str | None = None,
     input_size: int | None = None,
-    amp: bool = False,
+    amp: bool | None = None,
     max_images: int | None = None,
     save_results: str = "results.json",
     output: str | None = None,
@@ -133,8 +129,9 @@ def model_mode(
 ) -> dict[str, float]:
     """``bupose eval`` model mode: run a model over a dataset, write results, print the metrics.
 
-    ``pipeline_options`` are extra test-time options of the head's pipeline/decoder (e.g. DEKR's
-    ``match_hmp``)."""
+    ``pipeline_options`` are test-time options of the head (strings as typed or Python values, e.g.
+    DEKR's ``match_hmp``), validated against the head's declared options; ``flip``, ``scales``,
+    ``input_size`` and ``amp`` are their short forms (``None`` = the head's default)."""
     import copy
     import json
     import os
@@ -143,29 +140,34 @@ def model_mode(
     from ..engine.evaluation import predict_dataset, subset_annotations
     from ..eval import evaluate, format_table
     from ..eval.results import write_metrics
+    from ..grouping import GroupingError
     from ..inference import load_model
+    from ..options import OptionError
+    from ..plugins import get_registry
     from ..weights import atomic_write
+    from .run import head_options
 
+    head_spec = get_registry().get("heads", head)
+    aliases = {"flip": flip, "scales": scales, "amp": amp, "input_size": input_size}
+    options, passthrough = head_options(head_spec, dict(pipeline_options or {}), aliases)
     if not os.path.isfile(weights):
         raise BuposeError(f"--weights {weights}: file not found")
     try:
         dataset = load_dataset(data)
-        scale_tuple = _parse_scales(scales)
     except (ValueError, OSError) as exc:
-        raise BuposeError(f"--data {data}: {exc}" if "scales" not in str(exc) else str(exc)) from None
-    options: dict[str, Any] = {"flip": flip, "scales": scale_tuple, "amp": amp}
-    if input_size is not None:
-        options["input_size"] = input_size
-    options.update(pipeline_options or {})
+        raise BuposeError(f"--data {data}: {exc}") from None
     try:
         estimator = load_model(
-            head, backbone, weights, layout=dataset.layout.name, device=device, trust=trust, **options
-        )
+            head, backbone, weights, layout=dataset.layout.name, device=device, trust=trust, options=options,
+            **passthrough,
+        )  # fmt: skip
+    except (OptionError, GroupingError) as exc:
+        raise BuposeError(str(exc)) from exc
     except TypeError as exc:
-        if not pipeline_options:
+        if not passthrough:
             raise
         raise BuposeError(
-            f"--option {', '.join(sorted(pipeline_options))}: not accepted by head {head!r}: {exc}"
+            f"--option {', '.join(sorted(passthrough))}: not accepted by head {head!r}: {exc}"
         ) from exc
     results = predict_dataset(
         estimator, dataset, batch_size=batch_size, max_images=max_images, progress=progress

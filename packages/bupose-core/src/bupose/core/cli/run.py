@@ -4,6 +4,12 @@ Writes ``DIR/results.json`` (COCO keypoint results, written atomically) and over
 ``DIR/overlays/`` (one JPEG per image, one MP4 per video). ``image_id`` is the file name for
 plain inputs (``<video>#<frame>`` for video frames) or the ground-truth id when
 ``--annotations GT.json`` is given.
+
+Test-time options are the head's declared options (``HeadSpec.options``): ``--option KEY=VALUE``
+(repeatable) sets any of them; ``--flip/--no-flip``, ``--scales``, ``--input-size``, ``--amp`` and
+``--rescore-weights`` are short forms of the options ``flip``, ``scales``, ``input_size``, ``amp`` and
+``rescore_weights``, accepted only for heads that declare them. ``bupose run --head H --help`` lists
+them with defaults and meaning.
 """
 
 from __future__ import annotations
@@ -11,7 +17,7 @@ from __future__ import annotations
 import json
 import os
 import sys
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -21,7 +27,10 @@ import numpy as np
 
 from ..io import read_image
 
-__all__ = ["IMAGE_EXTS", "VIDEO_EXTS", "InputItem", "collect_inputs", "iter_frames", "parse_options", "run_command"]
+__all__ = [
+    "IMAGE_EXTS", "VIDEO_EXTS", "InputItem", "collect_inputs", "head_options", "iter_frames",
+    "parse_options", "run_command",
+]  # fmt: skip
 
 IMAGE_EXTS = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp", ".ppm", ".pgm")
 VIDEO_EXTS = (".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg", ".wmv")
@@ -120,14 +129,89 @@ def parse_options(items: Sequence[str], flag: str = "--option") -> dict[str, Any
     return options
 
 
-def _parse_scales(text: str) -> tuple[float, ...]:
+def head_options(
+    spec: Any,
+    items: Sequence[str] | Mapping[str, Any] = (),
+    aliases: Mapping[str, Any] | None = None,
+) -> tuple[Any, dict[str, Any]]:
+    """Validate a head's test-time options from ``--option KEY=VALUE`` items and short flags.
+
+    ``items`` are ``KEY=VALUE`` strings or a mapping of values (strings as typed, or Python values);
+    ``aliases`` maps option names to the values their short flags gave (``None`` = not given).
+    Returns ``(options, {})`` with the validated instance of the head's options dataclass, or, for a
+    head that declares none, ``(None, raw)`` with the values to pass through as keywords. Raises
+    :class:`~bupose.core.cli.BuposeError` with one line for an unknown key, a bad value or a short
+    flag the head has no option for.
+    """
+    from ..options import OptionError, build_options, option_names, split_option_items
+    from . import BuposeError
+    from .components import OPTION_ALIASES
+
+    given = {k: v for k, v in (aliases or {}).items() if v is not None}
     try:
-        scales = tuple(float(s) for s in text.split(",") if s.strip())
-    except ValueError as exc:
-        raise click.BadParameter(f"--scales expects comma-separated numbers like 0.5,1,2, got {text!r}") from exc
-    if not scales or any(s <= 0 for s in scales):
-        raise click.BadParameter(f"--scales expects positive numbers, got {text!r}")
-    return scales
+        values: dict[str, Any] = dict(items) if isinstance(items, Mapping) else split_option_items(items)
+    except OptionError as exc:
+        raise BuposeError(str(exc)) from None
+    try:
+        options_cls = spec.load_options()
+    except Exception as exc:  # a broken plugin module
+        raise BuposeError(f"head {spec.name!r}: cannot import its options class {spec.options}: {exc}") from exc
+    if options_cls is None:  # a head without declared options: values pass through as keywords
+        if isinstance(given.get("scales"), str):
+            try:
+                given["scales"] = tuple(float(x) for x in given["scales"].split(",") if x.strip())
+            except ValueError:
+                raise BuposeError(f"--scales expects comma-separated numbers like 0.5,1,2, got {given['scales']!r}") from None
+        raw = {k: _json_or_text(v) if isinstance(v, str) else v for k, v in values.items()}
+        return None, {**given, **raw}
+    names = option_names(options_cls)
+    for key, value in given.items():
+        flag = OPTION_ALIASES.get(key, f"--{key.replace('_', '-')}")
+        if key not in names:
+            raise BuposeError(
+                f"{flag}: head {spec.name!r} has no {key!r} option (its options: {', '.join(names) or 'none'}; "
+                f"see `bupose run --head {spec.name} --help`)"
+            )
+        if key in values:
+            raise BuposeError(f"{flag} and --option {key}=... both set {key!r}; give one")
+        values[key] = value
+    try:
+        return build_options(options_cls, values, context=f"head {spec.name!r}"), {}
+    except OptionError as exc:
+        raise BuposeError(str(exc)) from None
+
+
+def _json_or_text(raw: str) -> Any:
+    try:
+        return json.loads(raw)
+    except json.JSONDecodeError:
+        return raw
+
+
+def _peek(args: Sequence[str], name: str) -> str | None:
+    """The value of option ``name`` in raw command-line ``args`` (for help before parsing)."""
+    for i, arg in enumerate(args):
+        if arg == name and i + 1 < len(args):
+            return args[i + 1]
+        if arg.startswith(name + "="):
+            return arg.split("=", 1)[1]
+    return None
+
+
+class HeadHelpCommand(click.Command):
+    """A command whose ``--help`` lists the installed heads (and, with ``--head H``, H's options)."""
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        ctx.meta["bupose.help_head"] = _peek(args, "--head")
+        return super().parse_args(ctx, args)
+
+    def format_epilog(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        super().format_epilog(ctx, formatter)
+        from .components import heads_help_lines
+
+        formatter.write_paragraph()
+        for line in heads_help_lines(ctx.meta.get("bupose.help_head")):
+            formatter.write(line + "\n")
 
 
 def _weights_hint(registry: Any, head: str) -> str:
@@ -149,17 +233,6 @@ def _weights_hint(registry: Any, head: str) -> str:
         lines.append(f"  {', '.join(s.file_names)}: --backbone {s.backbone} --layout {s.layout}{where}")
     lines.append("See `bupose list weights` for every known checkpoint.")
     return "\n".join(lines)
-
-
-def _infer_layout(weights: str, registry: Any, trust: bool) -> str | None:
-    """The layout a checkpoint was made for (bupose metadata or the detected official format)."""
-    from ..weights import detect_official, read_checkpoint
-
-    raw, meta = read_checkpoint(weights, trust=trust)
-    if meta.get("layout"):
-        return str(meta["layout"])
-    spec = detect_official(raw, registry=registry, role="model")
-    return spec.layout if spec is not None and spec.layout else None
 
 
 class _Writer:
@@ -211,24 +284,29 @@ class _Writer:
         return atomic_write(self.output / "results.json", write)
 
 
-@click.command("run")
-@click.option("--head", "head", required=True, help="Registered head, e.g. dekr.")
-@click.option("--backbone", "backbone", required=True, help="Registered backbone, e.g. hrnet_w32.")
+@click.command("run", cls=HeadHelpCommand)
+@click.option("--head", "head", required=True, help="Registered head (installed ones are listed below).")
+@click.option("--backbone", "backbone", required=True, help="Registered backbone (`bupose list backbones`).")
 @click.option("--weights", "weights", type=click.Path(dir_okay=False), default=None,
               help="Checkpoint: bupose .safetensors or an official file (detected and converted).")
 @click.option("--rescore-weights", "rescore_weights", type=click.Path(dir_okay=False), default=None,
-              help="Rescoring-net file for heads that support one (DEKR).")
+              help="Short for --option rescore_weights=FILE (heads with that option, e.g. DEKR's rescoring net).")
 @click.option("--layout", "layout", default=None, help="Keypoint layout (default: from the checkpoint, else the head's first).")
 @click.option("--annotations", "annotations", type=click.Path(dir_okay=False, exists=True), default=None,
               help="COCO json whose image ids are used for inputs named in it.")
 @click.option("--output", "-o", "output", type=click.Path(file_okay=False), required=True, help="Output folder.")
 @click.option("--batch-size", "batch_size", type=click.IntRange(min=1), default=1, show_default=True)
 @click.option("--device", "device", default="cpu", show_default=True, help="cpu, cuda or cuda:N.")
-@click.option("--flip/--no-flip", "flip", default=True, show_default=True, help="Flip test.")
-@click.option("--scales", "scales", default="1", show_default=True, help="Test scales, e.g. 0.5,1,2.")
-@click.option("--amp", "amp", is_flag=True, help="Mixed precision (bf16 on CPU, fp16 on CUDA).")
+@click.option("--flip/--no-flip", "flip", default=None,
+              help="Short for --option flip=true/false (heads with a flip test; default: the head's).")
+@click.option("--scales", "scales", default=None,
+              help="Short for --option scales=0.5,1,2 (heads with multi-scale testing; default: the head's).")
+@click.option("--amp", "amp", is_flag=True, default=None,
+              help="Short for --option amp=true: mixed precision (heads with that option).")
 @click.option("--input-size", "input_size", type=click.IntRange(min=32), default=None,
-              help="Network input size at scale 1 (default: the head's rule).")
+              help="Short for --option input_size=N: network input size at scale 1 (default: the head's rule).")
+@click.option("--grouper", "grouper", default=None,
+              help="Registered grouper for heads that group keypoint candidates (default: the head's).")
 @click.option("--trust-checkpoint", "trust", is_flag=True,
               help="Allow arbitrary pickled objects in the checkpoint (only for files you trust).")
 @click.option("--overlays/--no-overlays", "overlays", default=True, show_default=True,
@@ -236,7 +314,7 @@ class _Writer:
 @click.option("--vis-threshold", "vis_threshold", type=float, default=0.0, show_default=True,
               help="Person score below which overlays skip a pose.")
 @click.option("--option", "pipeline_options", multiple=True, metavar="KEY=VALUE",
-              help="Test-time option of the head's pipeline/decoder, e.g. match_hmp=true for DEKR (repeatable).")
+              help="Test-time option of the head (repeatable); `bupose run --head H --help` lists H's.")
 @click.argument("inputs", nargs=-1, required=True)
 def run_command(
     head: str,
@@ -248,34 +326,36 @@ def run_command(
     output: str,
     batch_size: int,
     device: str,
-    flip: bool,
-    scales: str,
-    amp: bool,
+    flip: bool | None,
+    scales: str | None,
+    amp: bool | None,
     input_size: int | None,
     trust: bool,
     overlays: bool,
     vis_threshold: float,
     inputs: tuple[str, ...],
     pipeline_options: tuple[str, ...] = (),
+    grouper: str | None = None,
 ) -> None:
     """Estimate poses on INPUT images, folders and videos; write OUTPUT/results.json (+ overlays)."""
     import torch
     from tqdm import tqdm
 
-    from ..inference import load_model
+    from ..grouping import GroupingError, resolve_grouper
+    from ..inference import Checkpoint, load_model
+    from ..options import OptionError
     from ..plugins import get_registry
     from . import BuposeError
 
     registry = get_registry()
-    registry.get("heads", head)
+    head_spec = registry.get("heads", head)
     registry.get("backbones", backbone)
+    aliases = {"flip": flip, "scales": scales, "amp": amp, "input_size": input_size, "rescore_weights": rescore_weights}
+    options, passthrough = head_options(head_spec, pipeline_options, aliases)
     if weights is None:
         raise BuposeError(_weights_hint(registry, head))
     if not os.path.isfile(weights):
         raise BuposeError(f"--weights {weights}: file not found")
-    if rescore_weights is not None and not os.path.isfile(rescore_weights):
-        raise BuposeError(f"--rescore-weights {rescore_weights}: file not found")
-    scale_tuple = _parse_scales(scales)
     if device.startswith("cuda") and not torch.cuda.is_available():
         raise BuposeError(f"--device {device}: CUDA is not available in this PyTorch build/machine")
     items, problems = collect_inputs(inputs)
@@ -284,23 +364,22 @@ def run_command(
     if not items:
         raise BuposeError("no readable inputs were given")
     gt_ids = _gt_ids(annotations) if annotations else {}
+    checkpoint = Checkpoint.read(weights, trust=trust)  # read and recognised once, for layout and model
     if layout is None:
-        layout = _infer_layout(weights, registry, trust)
-
-    extra = parse_options(pipeline_options)
-    options: dict[str, Any] = {"flip": flip, "scales": scale_tuple, "amp": amp}
-    if input_size is not None:
-        options["input_size"] = input_size
-    if rescore_weights is not None:
-        options["rescore_weights"] = rescore_weights
-    options.update(extra)
+        layout = checkpoint.layout(registry)
     try:
-        estimator = load_model(head, backbone, weights, layout=layout, device=device, trust=trust, **options)
+        resolve_grouper(head_spec, grouper, layout or head_spec.layouts[0], registry=registry)
+        estimator = load_model(
+            head, backbone, weights, layout=layout, device=device, trust=trust, options=options,
+            grouper=grouper, checkpoint=checkpoint, **passthrough,
+        )  # fmt: skip
+    except (OptionError, GroupingError) as exc:
+        raise BuposeError(str(exc)) from exc
     except TypeError as exc:
-        if rescore_weights is not None and "rescore_weights" in str(exc):
-            raise BuposeError(f"head {head!r} does not support --rescore-weights") from exc
-        if extra:
-            raise BuposeError(f"--option {', '.join(sorted(extra))}: not accepted by head {head!r}: {exc}") from exc
+        if passthrough:
+            raise BuposeError(
+                f"--option {', '.join(sorted(passthrough))}: not accepted by head {head!r}: {exc}"
+            ) from exc
         raise
     pipeline = estimator.pipeline
     estimator.model.eval()

@@ -88,6 +88,15 @@ class BackboneContract:
         if not self.backbone_kwargs:
             assert dict(spec.outputs) == declared
 
+    def test_size_divisibility_matches_spec(self, backbone: Backbone) -> None:
+        spec = get_registry().get("backbones", self.backbone_name)
+        assert isinstance(spec, BackboneSpec)
+        assert backbone.size_divisibility == spec.size_divisibility
+        h, w = self.input_size
+        assert h % spec.size_divisibility == 0 and w % spec.size_divisibility == 0, (
+            f"the contract's input_size {self.input_size} must be a multiple of size_divisibility"
+        )
+
     def test_forward_shapes_match_declared(self, backbone: Backbone) -> None:
         h, w = self.input_size
         with torch.no_grad():
@@ -237,10 +246,16 @@ class HeadContract:
         assert spec.distribution and spec.summary
         for layout in spec.layouts:
             assert isinstance(registry.get("layouts", layout), LayoutSpec)
-        if spec.decoder is not None:
-            registry.get("decoders", spec.decoder)
         if spec.grouper is not None:
             registry.get("groupers", spec.grouper)
+        if spec.options is not None:
+            from ..options import check_options_class
+
+            options_cls = import_object(spec.options)
+            check_options_class(options_cls)
+            if spec.pipeline is not None:
+                declared = getattr(import_object(spec.pipeline), "options_class", None)
+                assert declared is options_cls, f"{spec.pipeline}.options_class must be {spec.options}"
         for attr in ("codec", "pipeline"):
             if getattr(spec, attr) is not None:
                 assert callable(import_object(getattr(spec, attr)))
