@@ -73,9 +73,15 @@ def test_full_network_forward_matches_official(w32_coco_official: dict[str, torc
     fx = fixture("forward_w32_coco.pt")
     model = build_model("dekr", "hrnet_w32", "coco17")
     load_state_dict_strict(model, from_official(w32_coco_official), "recipe w32 coco")
-    model.eval()
+    # Computed in float64: the recipe weights drive the offsets to |y| ~ 3000, where float32 summation
+    # order alone moves them by ~3e-1 (1e-4 relative). The official float32 output is itself ~0.30 from
+    # the float64 value, so on a CPU whose kernels sum in another order (AVX2 vs AVX-512) two float32
+    # runs can differ by twice the README tolerance (0.65 > 0.315 measured on an AMD EPYC with AVX2,
+    # also before any of today's changes). Our float64 result vs the official float32 one checks the
+    # network, not the hardware.
+    model.eval().double()
     with torch.no_grad():
-        feats = model.backbone(fx["input"])
+        feats = model.backbone(fx["input"].double())
         out = model.head(feats)
     assert_close_rel(feats["concat"].mean(dim=(0, 2, 3)), fx["debug/concat/mean_c"].reshape(-1), 1e-4, "concat")
     assert_close_rel(out["heatmap"], fx["heatmap"], 1e-4, "heatmap")
