@@ -22,6 +22,7 @@ import torch
 from bupose.core.algorithms.geometry import WarpMeta, multi_scale_size, warp_image
 from bupose.core.algorithms.image import normalize_images
 from bupose.core.algorithms.tta import flip_input
+from bupose.core.amp import autocast
 from bupose.core.inference import Pipeline
 from bupose.core.model import PoseModel
 from bupose.core.poses import Poses
@@ -50,8 +51,8 @@ class LogoCapPipeline(Pipeline):
             whose results differ from the official ones.
         input_size: short side of the network input; default from :func:`default_input_size`.
         adaptation: ``full`` (official), ``partial`` or ``none``.
-        amp: run the network under autocast (bfloat16 on CPU, float16 on CUDA); decoding stays
-            float32.
+        amp: run the network and the KAM under :func:`bupose.core.amp.autocast` (float16 on CUDA,
+            bfloat16 on CPUs with native bf16, else float32 with a warning); decoding stays float32.
         scales: only ``(1.0,)`` (the official pipeline is single scale).
         **decode_options: other :class:`~bupose.logocap.decode.LogoCapDecoder` options.
     """
@@ -87,10 +88,7 @@ class LogoCapPipeline(Pipeline):
             raise TypeError(f"LogoCapPipeline: unknown option ({exc})") from None
 
     def _autocast(self) -> contextlib.AbstractContextManager[Any]:
-        if not self.amp:
-            return contextlib.nullcontext()
-        dev = self.device.type
-        return torch.autocast(dev, dtype=torch.float16 if dev == "cuda" else torch.bfloat16)
+        return autocast(self.device, self.amp)
 
     def _kam(self, x: torch.Tensor) -> torch.Tensor:
         with self._autocast():
