@@ -335,14 +335,25 @@ class LogoCapDecoder:
         return poses[keep], scores[keep]
 
     def finalize(self, poses: torch.Tensor, scores: torch.Tensor, meta: WarpMeta, trace: DecodeTrace | None = None) -> Poses:
-        """Network-input poses -> image pixels, pose NMS by pose score, top ``max_people``."""
-        j = self.layout.num_keypoints
+        """Network-input poses -> image pixels (back-projection of the test warp ``meta``), then
+        :meth:`finalize_points`."""
         if poses.shape[0] == 0:
-            return Poses.empty(j, self.layout.name)
+            return Poses.empty(self.layout.num_keypoints, self.layout.name)
         pts = back_project(poses.detach().cpu().numpy().astype(np.float32), meta)
-        sc = scores.detach().cpu().numpy()
+        return self.finalize_points(pts, scores.detach().cpu().numpy(), trace)
+
+    def finalize_points(self, points: np.ndarray, scores: np.ndarray, trace: DecodeTrace | None = None) -> Poses:
+        """Image-pixel poses (M, J, 3) and scores (M,) -> pose NMS ranked by pose score, top
+        ``max_people`` (by score when more are kept)."""
+        j = self.layout.num_keypoints
+        pts = np.asarray(points)
+        sc = np.asarray(scores)
+        if pts.shape[0] == 0:
+            if trace is not None:
+                trace.nms_keep = []
+            return Poses.empty(j, self.layout.name)
         if self.pose_nms:
-            keep = pose_nms(torch.from_numpy(pts[:, :, :2]), torch.from_numpy(sc),
+            keep = pose_nms(torch.from_numpy(np.ascontiguousarray(pts[:, :, :2])), torch.from_numpy(sc),
                             ratio=self.nms_ratio, min_joints=self.nms_joints, skip_empty=True)
         else:
             keep = list(range(pts.shape[0]))
