@@ -127,3 +127,23 @@ def test_losses_decrease_under_adam() -> None:
         kam.append(float(loss.detach()))
     assert kam[-1] < 0.8 * kam[6], kam
     assert LOSS_FACTORS == {"heatmap": 1.0, "offset": 0.01, "kam": 0.01, "refine": 1.0}
+
+
+def test_head_loss_on_a_collated_batch() -> None:
+    """LogoCapHead.loss reads dense targets and instances from a Batch built by the codec."""
+    from bupose.core.batch import collate
+    from bupose.logocap.codec import LogoCapCodec
+
+    head, feats, _t, _i, images = _setup(2)
+    codec = LogoCapCodec("coco17", (H, W))
+    items = []
+    for k, people in enumerate([np.stack([person(20, 24), person(44, 40)]), np.zeros((0, 17, 3))]):
+        enc = codec.encode({"keypoints": people, "areas": np.full(len(people), 500.0)})
+        assert enc.instances["keypoints"].shape == (len(people), 17, 3)
+        items.append({"image": images[k], "dense": enc.dense, "instances": enc.instances, "meta": {}})
+    batch = collate(items)
+    losses = head.loss(head(feats(batch.images), batch), batch)
+    assert set(losses) == {"heatmap_loss", "offset_loss", "kam_loss", "refine_loss"}
+    assert all(torch.isfinite(v) for v in losses.values()) and float(losses["kam_loss"]) > 0
+    with pytest.raises(TypeError, match="Batch"):
+        head.loss(head(feats(images)), batch.targets)

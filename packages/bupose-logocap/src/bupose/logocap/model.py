@@ -8,11 +8,13 @@ bupose :class:`~bupose.core.model.PoseModel` state_dict is ``backbone.<bare HRNe
 from __future__ import annotations
 
 from collections.abc import Mapping
+from typing import Any, ClassVar
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from bupose.core.batch import Batch
 from bupose.core.model import Head, concat_at_finest
 from bupose.core.specs import FeatureShape, LayoutSpec
 
@@ -31,6 +33,16 @@ KAM_CHANNELS = (512, 256, 128)
 KAM_USE_AN = (False, True, False)
 """Which KAM conv is followed by :class:`AttnBatchNorm2d` (``USE_AN``)."""
 AN_NUM_AFFINE = 20
+TRAIN_DEFAULTS: dict[str, Any] = {
+    "optimizer": "adam",
+    "lr": 1e-3,
+    "weight_decay": 0.0,
+    "lr_schedule": "multistep",
+    "lr_milestones": (90 / 140, 120 / 140),
+    "lr_factor": 0.1,
+}
+"""The official schedule: Adam lr 1e-3, MultiStepLR at epochs [90, 120] of 140, x0.1 (milestones
+as fractions of the run, as the engine reads them)."""
 
 
 class HSigmoid(nn.Module):
@@ -137,7 +149,12 @@ class LogoCapHead(Head):
     concatenates every declared output at the finest stride. ``heatmap_channels`` defaults to the
     official width rule (HRNet's concat is 15x its base width: W32 -> 32, W48 -> 48; other
     backbones 32).
+
+    Training: core's default augmentation (the official random affine + flip), Adam 1e-3
+    (:data:`TRAIN_DEFAULTS`), and :meth:`loss` with the four LOGO-CAP terms.
     """
+
+    train_defaults: ClassVar[Mapping[str, Any]] = TRAIN_DEFAULTS
 
     def __init__(
         self,
@@ -209,8 +226,23 @@ class LogoCapHead(Head):
             "embedding": self.transition_embedding(x),
         }
 
-    def forward(self, features: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    def forward(self, features: Mapping[str, torch.Tensor], batch: Batch | None = None) -> dict[str, torch.Tensor]:
         return self.forward_features(self.features(features))
+
+    def loss(self, outputs: Mapping[str, torch.Tensor], batch: Batch) -> dict[str, torch.Tensor]:
+        """``heatmap_loss``, ``offset_loss``, ``kam_loss``, ``refine_loss`` (official factors 1.0,
+        0.01, 0.01, 1.0): dense terms against ``batch.targets`` (from
+        :class:`~bupose.logocap.codec.LogoCapCodec`), pose-pool terms against ``batch.instances``
+        (``keypoints`` in input pixels, ``areas``); see :mod:`bupose.logocap.train`."""
+        from .train import logocap_losses
+
+        if not isinstance(batch, Batch):
+            raise TypeError(
+                f"LogoCapHead.loss needs a bupose.core.batch.Batch (dense targets and instances), got {type(batch).__name__}"
+            )
+        h, w = batch.images.shape[-2:]
+        instances = batch.instances or [{} for _ in range(len(batch))]
+        return logocap_losses(self, outputs, batch.targets, instances, (int(h), int(w)))
 
     def kam(self, sampled: torch.Tensor, clamp: bool = True) -> torch.Tensor:
         """KAM maps (N, J, k, k) from joint-major sampled embeddings (N, J·D, k, k), clamped to

@@ -27,6 +27,7 @@ from bupose.core.inference import Pipeline
 from bupose.core.model import PoseModel
 from bupose.core.poses import Poses
 
+from .codec import LogoCapCodec
 from .decode import ADAPTATION_LEVELS, LogoCapDecoder
 
 __all__ = ["LogoCapPipeline", "default_input_size"]
@@ -81,11 +82,14 @@ class LogoCapPipeline(Pipeline):
         if self.input_size <= 0:
             raise ValueError(f"LogoCapPipeline: input_size must be positive, got {self.input_size}")
         stride = int(getattr(head, "stride", 4))
-        decode_options.setdefault("stride", stride)
+        base = (self.input_size + 63) // 64 * 64
         try:
-            self.decoder = LogoCapDecoder(model.layout, adaptation=adaptation, **decode_options)  # type: ignore[arg-type]
+            self.codec = LogoCapCodec(
+                model.layout, base, stride=stride, adaptation=adaptation, decode_options=decode_options
+            ).bind(self._kam)
         except TypeError as exc:
             raise TypeError(f"LogoCapPipeline: unknown option ({exc})") from None
+        self.decoder: LogoCapDecoder = self.codec.decoder
 
     def _autocast(self) -> contextlib.AbstractContextManager[Any]:
         return autocast(self.device, self.amp)

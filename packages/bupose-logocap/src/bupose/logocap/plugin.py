@@ -20,6 +20,7 @@ HEAD = HeadSpec(
     name="logocap",
     factory="bupose.logocap.model:LogoCapHead",
     summary="LOGO-CAP: centre-offset initial poses refined by local (KAM) and global keypoint adaptation (CVPR 2022)",
+    codec="bupose.logocap.codec:LogoCapCodec",
     decoder="logocap",
     pipeline="bupose.logocap.pipeline:LogoCapPipeline",
     input_spec="short side -> input size (512 W32 / 640 W48), long side to a multiple of 64, centred affine warp",
