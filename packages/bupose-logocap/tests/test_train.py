@@ -144,6 +144,6 @@ def test_head_loss_on_a_collated_batch() -> None:
     batch = collate(items)
     losses = head.loss(head(feats(batch.images), batch), batch)
     assert set(losses) == {"heatmap_loss", "offset_loss", "kam_loss", "refine_loss"}
-    assert all(torch.isfinite(v) for v in losses.values()) and float(losses["kam_loss"]) > 0
+    assert all(torch.isfinite(v.detach()) for v in losses.values()) and float(losses["kam_loss"].detach()) > 0
     with pytest.raises(TypeError, match="Batch"):
         head.loss(head(feats(images)), batch.targets)
