@@ -55,7 +55,7 @@ def images() -> list[np.ndarray]:
 
 @pytest.fixture(scope="module")
 def estimator(ckpt: Path) -> Any:
-    return load_model("logocap", "hrnet_w32", ckpt, input_size=SIZE, max_people=PEOPLE)
+    return load_model("logocap", "hrnet_w32", ckpt, input_size=SIZE, max_num_people=PEOPLE)
 
 
 def _official_steps(model: Any, img: np.ndarray, adaptation: str = "full") -> tuple[np.ndarray, np.ndarray]:
@@ -118,15 +118,17 @@ def test_batched_equals_batch_size_one(estimator: Any, images: list[np.ndarray])
 def test_options_no_flip_adaptation_amp(estimator: Any, images: list[np.ndarray]) -> None:
     model = estimator.model
     base = estimator.pipeline.predict_batch(images[:1])[0]
-    noflip = LogoCapPipeline(model, flip=False, input_size=SIZE, max_people=PEOPLE).predict_batch(images[:1])[0]
+    noflip = LogoCapPipeline(model, flip=False, input_size=SIZE, max_num_people=PEOPLE).predict_batch(images[:1])[0]
     assert len(noflip) > 0 and (len(noflip) != len(base) or np.abs(noflip.keypoints - base.keypoints).max() > 1e-3)
-    part = LogoCapPipeline(model, input_size=SIZE, adaptation="partial", max_people=PEOPLE).predict_batch(images[:1])[0]
+    part = LogoCapPipeline(model, input_size=SIZE, adaptation="partial", max_num_people=PEOPLE).predict_batch(images[:1])[0]
     ref_p, _ = _official_steps(model, images[0], "partial")
     assert len(part) == len(ref_p) > 0 and np.abs(part.keypoints - ref_p).max() <= 1e-4
-    amp = LogoCapPipeline(model, input_size=SIZE, amp=True, max_people=PEOPLE).predict_batch(images[:1])[0]
+    amp = LogoCapPipeline(model, input_size=SIZE, amp=True, max_num_people=PEOPLE).predict_batch(images[:1])[0]
     assert np.isfinite(amp.keypoints).all() and len(amp) > 0
     with pytest.raises(ValueError, match="adaptation"):
         LogoCapPipeline(model, adaptation="local")
+    with pytest.raises(TypeError, match="max_people"):
+        LogoCapPipeline(model, max_people=3)
     with pytest.raises(ValueError, match="single-scale"):
         LogoCapPipeline(model, scales=(0.5, 1.0))
     with pytest.raises(ValueError, match="RGB uint8"):
@@ -142,7 +144,7 @@ def _run(args: list[str]) -> Any:
 def test_bupose_run_end_to_end(ckpt: Path, estimator: Any, images: list[np.ndarray], tmp_path: Path) -> None:
     out = tmp_path / "out"
     _run(["run", "--head", "logocap", "--backbone", "hrnet_w32", "--weights", str(ckpt), "--flip",
-          "--input-size", str(SIZE), "--no-overlays", "--batch-size", "2", "--option", "adaptation=full", "--option", f"max_people={PEOPLE}",
+          "--input-size", str(SIZE), "--no-overlays", "--batch-size", "2", "--option", "adaptation=full", "--option", f"max_num_people={PEOPLE}",
           *(str(IMAGES / n) for n in NAMES), "--output", str(out)])
     results = json.loads((out / "results.json").read_text())
     expected = estimator.pipeline.predict_batch(images)

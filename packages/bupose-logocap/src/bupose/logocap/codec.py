@@ -64,7 +64,8 @@ class LogoCapCodec(BaseCodec):
             raise ValueError(f"LogoCapCodec: input size {self.input_hw} is not a multiple of the stride {stride}")
         self.stride = int(stride)
         self.config = LogoCapTargetConfig(stride, sigma, center_sigma, bg_weight, offset_radius)
-        self.decoder = LogoCapDecoder(self.layout, adaptation=adaptation, stride=stride, **dict(decode_options or {}))  # type: ignore[arg-type]
+        options = {"adaptation": adaptation, **dict(decode_options or {})}
+        self.decoder = LogoCapDecoder(self.layout, stride=stride, **options)
         self.kam = kam
 
     def bind(self, kam: KamFn) -> LogoCapCodec:

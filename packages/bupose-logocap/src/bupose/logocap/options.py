@@ -48,6 +48,8 @@ class LogoCapOptions:
     def __post_init__(self) -> None:
         if tuple(float(s) for s in self.scales) != (1.0,):
             raise ValueError(f"scales: only single-scale (1.0,) inference exists, got {self.scales}")
+        if self.adaptation not in ("full", "partial", "none"):
+            raise ValueError(f"adaptation must be full, partial or none, got {self.adaptation!r}")
         if self.input_size is not None and self.input_size <= 0:
             raise ValueError(f"input_size must be positive, got {self.input_size}")
         if self.size_multiple < 1:

@@ -13,8 +13,10 @@ distinct size; as every layer works per sample in eval mode, results equal batch
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Sequence
-from typing import Any
+import dataclasses
+import math
+from collections.abc import Mapping, Sequence
+from typing import Any, ClassVar
 
 import numpy as np
 import torch
@@ -28,7 +30,8 @@ from bupose.core.model import PoseModel
 from bupose.core.poses import Poses
 
 from .codec import LogoCapCodec
-from .decode import ADAPTATION_LEVELS, LogoCapDecoder
+from .decode import LogoCapDecoder
+from .options import LogoCapOptions
 
 __all__ = ["LogoCapPipeline", "default_input_size"]
 
@@ -42,53 +45,59 @@ def default_input_size(model: PoseModel) -> int:
     return 640 if "w48" in str(model.backbone_name) else 512
 
 
-class LogoCapPipeline(Pipeline):
-    """LOGO-CAP test pipeline.
+def _build_options(options: LogoCapOptions | None, values: Mapping[str, Any]) -> LogoCapOptions:
+    """``options`` (or the defaults) updated with ``values``; unknown names are one error."""
+    if options is not None and not isinstance(options, LogoCapOptions):
+        raise TypeError(f"LogoCapPipeline: options must be a LogoCapOptions, got {type(options).__name__}")
+    base = dataclasses.asdict(options) if options is not None else {}
+    try:  # core's declared-options reader (string coercion, suggestions), when this core has it
+        from bupose.core.options import build_options
+    except ImportError:
+        build_options = None
+    if build_options is not None:
+        return build_options(LogoCapOptions, {**base, **values}, context="LogoCapPipeline", flag="option")
+    names = {f.name for f in dataclasses.fields(LogoCapOptions)}
+    unknown = sorted(set(values) - names)
+    if unknown:
+        raise TypeError(
+            f"LogoCapPipeline: unknown option(s) {', '.join(unknown)}; options are {', '.join(sorted(names))}"
+        )
+    merged = {**base, **values}
+    if "scales" in merged:
+        merged["scales"] = tuple(float(v) for v in merged["scales"])
+    return LogoCapOptions(**merged)
 
-    Args:
-        model: a LOGO-CAP :class:`PoseModel` (head outputs ``heatmap``, ``offset``, ``embedding``;
-            the head's ``kam`` runs the KAM network).
-        flip: flip test. The official pipeline always flips; ``flip=False`` is a bupose addition
-            whose results differ from the official ones.
-        input_size: short side of the network input; default from :func:`default_input_size`.
-        adaptation: ``full`` (official), ``partial`` or ``none``.
-        amp: run the network and the KAM under :func:`bupose.core.amp.autocast` (float16 on CUDA,
-            bfloat16 on CPUs with native bf16, else float32 with a warning); decoding stays float32.
-        scales: only ``(1.0,)`` (the official pipeline is single scale).
-        **decode_options: other :class:`~bupose.logocap.decode.LogoCapDecoder` options.
+
+class LogoCapPipeline(Pipeline):
+    """LOGO-CAP test pipeline, built from :class:`~bupose.logocap.options.LogoCapOptions`.
+
+    ``LogoCapPipeline(model, options=None, **values)``: ``values`` override fields of ``options``
+    (e.g. ``flip=False``, ``adaptation="partial"``, ``max_num_people=10``). ``flip=False`` is a
+    bupose addition (the official pipeline always flips; results differ). ``amp`` runs the network
+    and the KAM under :func:`bupose.core.amp.autocast` (float16 on CUDA, bfloat16 on CPUs with
+    native bf16, else float32 with a warning); decoding stays float32.
     """
 
-    def __init__(
-        self,
-        model: PoseModel,
-        flip: bool = True,
-        input_size: int | None = None,
-        adaptation: str = "full",
-        amp: bool = False,
-        scales: Sequence[float] = (1.0,),
-        **decode_options: Any,
-    ) -> None:
-        super().__init__(model, flip=flip, input_size=input_size, adaptation=adaptation, amp=amp, **decode_options)
-        if tuple(float(s) for s in scales) != (1.0,):
-            raise ValueError(f"LogoCapPipeline: only single-scale (1.0,) inference exists, got scales {tuple(scales)}")
-        if adaptation not in ADAPTATION_LEVELS:
-            raise ValueError(f"LogoCapPipeline: adaptation must be one of {ADAPTATION_LEVELS}, got {adaptation!r}")
+    options_class: ClassVar[type] = LogoCapOptions
+
+    def __init__(self, model: PoseModel, options: LogoCapOptions | None = None, /, **values: Any) -> None:
+        self.model = model
+        opts = _build_options(options, values)
+        self.options = opts
         head = model.head
         if not hasattr(head, "kam"):
             raise TypeError(f"LogoCapPipeline needs a LOGO-CAP head (with a KAM network), got {type(head).__name__}")
-        self.flip = bool(flip)
-        self.amp = bool(amp)
-        self.input_size = int(input_size) if input_size is not None else default_input_size(model)
-        if self.input_size <= 0:
-            raise ValueError(f"LogoCapPipeline: input_size must be positive, got {self.input_size}")
+        self.flip = bool(opts.flip)
+        self.amp = bool(opts.amp)
+        self.input_size = int(opts.input_size) if opts.input_size is not None else default_input_size(model)
+        divisibility = int(getattr(model.backbone, "size_divisibility", 1) or 1)
+        self.size_multiple = math.lcm(int(opts.size_multiple), divisibility)
+        """Input sides are multiples of this: the official 64 combined with the backbone's rule."""
         stride = int(getattr(head, "stride", 4))
-        base = (self.input_size + 63) // 64 * 64
-        try:
-            self.codec = LogoCapCodec(
-                model.layout, base, stride=stride, adaptation=adaptation, decode_options=decode_options
-            ).bind(self._kam)
-        except TypeError as exc:
-            raise TypeError(f"LogoCapPipeline: unknown option ({exc})") from None
+        base = (self.input_size + self.size_multiple - 1) // self.size_multiple * self.size_multiple
+        self.codec = LogoCapCodec(
+            model.layout, math.lcm(base, stride), stride=stride, decode_options=opts.decode_options()
+        ).bind(self._kam)
         self.decoder: LogoCapDecoder = self.codec.decoder
 
     def _autocast(self) -> contextlib.AbstractContextManager[Any]:
@@ -128,7 +137,9 @@ class LogoCapPipeline(Pipeline):
                     f"image {k}: expected an RGB uint8 array of shape (H, W, 3), got dtype {a.dtype} shape {a.shape}"
                 )
             arrays.append(np.ascontiguousarray(a))
-        metas: list[WarpMeta] = [multi_scale_size(a.shape[:2], self.input_size, 1.0) for a in arrays]
+        metas: list[WarpMeta] = [
+            multi_scale_size(a.shape[:2], self.input_size, 1.0, multiple=self.size_multiple) for a in arrays
+        ]
         warped = [warp_image(a, m) for a, m in zip(arrays, metas)]
         groups: dict[tuple[int, int], list[int]] = {}
         for i, w in enumerate(warped):
