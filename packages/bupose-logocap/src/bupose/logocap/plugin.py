@@ -1,5 +1,5 @@
-"""bupose plugin module of bupose-logocap: the ``logocap`` head, its decoder and the official
-checkpoints.
+"""bupose plugin module of bupose-logocap: the ``logocap`` head (codec, pipeline, test options)
+and the official checkpoints.
 
 Imports nothing heavy: every factory is a lazy ``module:attr`` string.
 """
@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from bupose.core import DecoderSpec, HeadSpec, WeightsSpec, hookimpl
+from bupose.core import HeadSpec, WeightsSpec, hookimpl
 
 SOURCE = (
     "cherubicXN/logocap GitHub release 'checkpoints', asset logocap.tar.gz (weights/download.sh) -> "
@@ -21,16 +21,10 @@ HEAD = HeadSpec(
     factory="bupose.logocap.model:LogoCapHead",
     summary="LOGO-CAP: centre-offset initial poses refined by local (KAM) and global keypoint adaptation (CVPR 2022)",
     codec="bupose.logocap.codec:LogoCapCodec",
-    decoder="logocap",
     pipeline="bupose.logocap.pipeline:LogoCapPipeline",
+    options="bupose.logocap.options:LogoCapOptions",
     input_spec="short side -> input size (512 W32 / 640 W48), long side to a multiple of 64, centred affine warp",
     layouts=("coco17",),
-)
-
-DECODER = DecoderSpec(
-    name="logocap",
-    factory="bupose.logocap.decode:LogoCapDecoder",
-    summary="LOGO-CAP decoding: flip merge, centre NMS, KEM/KAM local and global adaptation, pose NMS by pose score",
 )
 
 _MODEL_WEIGHTS = (
@@ -57,11 +51,6 @@ WEIGHTS: tuple[WeightsSpec, ...] = tuple(
 @hookimpl
 def bupose_register_heads(register: Callable[[HeadSpec], None]) -> None:
     register(HEAD)
-
-
-@hookimpl
-def bupose_register_decoders(register: Callable[[DecoderSpec], None]) -> None:
-    register(DECODER)
 
 
 @hookimpl
