@@ -165,6 +165,14 @@ def demo(session: nox.Session) -> None:
 
 
 @nox.session(python=PYTHON, default=False)
+def logocap_synth(session: nox.Session) -> None:
+    """LOGO-CAP trained on synthetic scenes on the CPU, AP on held-out scenes (minutes; not CI)."""
+    _install_packages(session, ["bupose-core", "bupose-hrnet", "bupose-logocap"])
+    out = session.posargs[0] if session.posargs else str(ROOT / "logocap-synth-output")
+    session.run("python", str(PACKAGES["bupose-logocap"] / "bench" / "train_synth.py"), out, *session.posargs[1:])
+
+
+@nox.session(python=PYTHON, default=False)
 def gpu(session: nox.Session) -> None:
     """CUDA tests and GPU benchmarks (needs a CUDA torch and a GPU; never part of CI)."""
     _install_packages(session, list(PACKAGES))
