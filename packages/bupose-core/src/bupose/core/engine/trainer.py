@@ -213,24 +213,19 @@ class Trainer:
     def _setup_threads(self, info: DistInfo) -> None:
         """Torch intra-op threads of this process (docs/training.md, "Threads").
 
-        ``threads > 0``: that many. Else, on a CPU device and without ``OMP_NUM_THREADS``:
-        ``engine.threads.auto_threads`` -- the CPUs this process may run on, shared among the
-        processes on this machine, lowered to what the load average leaves idle (at least 1).
+        ``threads > 0``: that many. Else, on a CPU device and without ``OMP_NUM_THREADS``: the CPUs
+        this process may run on (``os.sched_getaffinity``, not the machine's count) shared among the
+        processes on this machine, at least 1. The count does not depend on the load, so a run is
+        reproducible; the training commands make waiting OpenMP threads sleep instead of spin
+        (``OMP_WAIT_POLICY=PASSIVE``), which is what keeps a busy machine from thrashing.
         """
         if self.cfg.threads > 0:
             torch.set_num_threads(self.cfg.threads)
             return
         if info.device.type != "cpu" or os.environ.get("OMP_NUM_THREADS"):
             return
-        import sys
-
-        from .threads import auto_threads
-
-        threads, share, load, cpus = auto_threads(info.local_world_size)
-        if threads < share and info.is_main:
-            print(f"bupose train: {threads} torch thread(s) per process instead of {share}: load average "
-                  f"{load:.1f} on {cpus} CPUs (set threads=N to choose)", file=sys.stderr, flush=True)
-        torch.set_num_threads(threads)
+        cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+        torch.set_num_threads(max(1, cpus // info.local_world_size))
 
     def _metadata(self, model: PoseModel, step: int) -> dict[str, Any]:
         from .. import __version__
