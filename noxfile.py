@@ -158,7 +158,10 @@ def integration(session: nox.Session) -> None:
 
 @nox.session(python=PYTHON)
 def demo(session: nox.Session) -> None:
-    """The main job on the embedded default: synthetic scenes -> train DEKR -> evaluate -> overlays."""
+    """The main job on the embedded default: synthetic scenes -> train DEKR -> evaluate -> overlays.
+
+    Fails (non-zero exit) when the validation AP misses the demo's goal or the training hit its time limit.
+    """
     _install_packages(session, ["bupose-core", "bupose-cuda-ops", "bupose-hrnet", "bupose-dekr"])
     out = session.posargs[0] if session.posargs else str(ROOT / "demo-output")
     session.run("bupose", "demo", "--out", out)

@@ -70,6 +70,9 @@ def train_command(
     Batch size is global (split over processes). Several processes: --nproc N here, or
     torchrun ... -m bupose.core train ... for several machines (docs/training.md).
     """
+    from ._openmp import prefer_passive_openmp
+
+    prefer_passive_openmp()  # before torch loads; torchrun's processes inherit it
     from ..engine.build import check_config
     from ..engine.config import ConfigError
 

@@ -224,10 +224,21 @@ class Trainer:
         return self.out / "checkpoints" / "last.pt"
 
     def _setup_threads(self, info: DistInfo) -> None:
+        """Torch intra-op threads of this process (docs/training.md, "Threads").
+
+        ``threads > 0``: that many. Else, on a CPU device and without ``OMP_NUM_THREADS``: the CPUs
+        this process may run on (``os.sched_getaffinity``, not the machine's count) shared among the
+        processes on this machine, at least 1. The count does not depend on the load, so a run is
+        reproducible; the training commands make waiting OpenMP threads sleep instead of spin
+        (``OMP_WAIT_POLICY=PASSIVE``), which is what keeps a busy machine from thrashing.
+        """
         if self.cfg.threads > 0:
             torch.set_num_threads(self.cfg.threads)
-        elif info.device.type == "cpu" and info.local_world_size > 1:
-            torch.set_num_threads(max(1, (os.cpu_count() or 1) // info.local_world_size))
+            return
+        if info.device.type != "cpu" or os.environ.get("OMP_NUM_THREADS"):
+            return
+        cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+        torch.set_num_threads(max(1, cpus // info.local_world_size))
 
     def _metadata(self, model: PoseModel, step: int) -> dict[str, Any]:
         from .. import __version__
