@@ -41,7 +41,7 @@ class DEKROptions:
     size_multiple: int = _opt(
         64, "the long side is rounded to a multiple of this (combined with the backbone's size divisibility)"
     )
-    amp: bool = _opt(False, "run the network under autocast (bfloat16 on CPU, float16 on CUDA)")
+    amp: bool = _opt(False, "run the network under autocast (float16 on CUDA; bfloat16 on CPUs with native bf16, else float32 with a warning)")
     batch_mode: Literal["group", "pad"] = _opt(
         "group", "group: one network call per input size (exact); pad: one call per scale on padded inputs"
     )

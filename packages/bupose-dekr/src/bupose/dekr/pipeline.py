@@ -25,6 +25,7 @@ import numpy as np
 import torch
 
 from bupose.core.algorithms.tta import flip_input
+from bupose.core.amp import autocast
 from bupose.core.inference import Pipeline
 from bupose.core.model import PoseModel
 from bupose.core.poses import Poses
@@ -141,10 +142,8 @@ class DEKRPipeline(Pipeline):
 
     # ------------------------------------------------------------------ network
     def _autocast(self) -> contextlib.AbstractContextManager[Any]:
-        if not self.amp:
-            return contextlib.nullcontext()
-        dev = self.device.type
-        return torch.autocast(dev, dtype=torch.float16 if dev == "cuda" else torch.bfloat16)
+        """Core's inference autocast rule (bf16 only on CPUs that compute it natively)."""
+        return autocast(self.device, self.amp)
 
     def _network(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         with self._autocast():
