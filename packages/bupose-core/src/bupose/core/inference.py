@@ -26,7 +26,10 @@ from .poses import Poses
 from .specs import GrouperSpec, HeadSpec, WeightsSpec, import_object
 from .weights import CheckpointError, detect_official, load_state_dict_strict, read_checkpoint
 
-__all__ = ["Checkpoint", "Estimator", "GroupingPipeline", "Pipeline", "load_model", "load_weights"]
+__all__ = [
+    "Checkpoint", "Estimator", "GroupingPipeline", "Pipeline", "check_image", "load_model", "load_weights",
+]  # fmt: skip
+
 
 class Pipeline:
     """Base class of inference pipelines. Subclasses implement :meth:`predict_batch`.
@@ -64,14 +67,15 @@ class Pipeline:
         raise NotImplementedError
 
 
-def _check_image(img: Any, index: int) -> np.ndarray:
+def check_image(img: Any, index: int) -> np.ndarray:
+    """``img`` as a C-contiguous RGB uint8 (H, W, 3) array; one clear ValueError naming ``index`` else."""
     arr = np.asarray(img)
     if arr.dtype != np.uint8 or arr.ndim != 3 or arr.shape[2] != 3 or arr.shape[0] == 0 or arr.shape[1] == 0:
         raise ValueError(
             f"image {index}: expected an RGB uint8 array of shape (H, W, 3), got "
             f"dtype {arr.dtype} shape {arr.shape}"
         )
-    return arr
+    return np.ascontiguousarray(arr)
 
 
 class Estimator:
@@ -86,7 +90,7 @@ class Estimator:
         """Poses for each RGB uint8 image; results do not depend on ``batch_size``."""
         if isinstance(images, np.ndarray) and images.ndim == 3:
             images = [images]
-        arrays = [_check_image(img, i) for i, img in enumerate(images)]
+        arrays = [check_image(img, i) for i, img in enumerate(images)]
         self.model.eval()
         out: list[Poses] = []
         for start in range(0, len(arrays), max(1, batch_size)):

@@ -21,6 +21,7 @@ __all__ = [
     "DEFAULT_AUGMENTATION",
     "TRAIN_DEFAULT_KEYS",
     "Backbone",
+    "ConcatInput",
     "Head",
     "LayoutMismatchError",
     "ParamGroupRule",
@@ -148,6 +149,33 @@ def concat_at_finest(features: Mapping[str, torch.Tensor], names: list[str]) -> 
             f = nn.functional.interpolate(f, size=size, mode="bilinear", align_corners=False)
         maps.append(f)
     return torch.cat(maps, dim=1)
+
+
+class ConcatInput:
+    """The one feature map a dense head reads: the backbone's declared ``concat`` output when there is
+    one (HRNet), else every declared output resized to the finest stride and concatenated.
+
+    ``names``, ``channels`` and ``stride`` are known from the declared shapes, before any forward.
+    """
+
+    def __init__(self, input_shapes: Mapping[str, FeatureShape], who: str) -> None:
+        if not input_shapes:
+            raise ValueError(f"{who}: the backbone declares no outputs")
+        self.who = who
+        if "concat" in input_shapes:
+            self.names = ["concat"]
+        else:
+            self.names = sorted(input_shapes, key=lambda n: input_shapes[n].stride)
+        self.channels = sum(input_shapes[n].channels for n in self.names)
+        self.stride = input_shapes[self.names[0]].stride
+
+    def __call__(self, features: Mapping[str, torch.Tensor]) -> torch.Tensor:
+        missing = [n for n in self.names if n not in features]
+        if missing:
+            raise KeyError(f"{self.who}: backbone features lack {missing}; got {sorted(features)}")
+        if len(self.names) == 1:
+            return features[self.names[0]]
+        return concat_at_finest(features, self.names)
 
 
 class PoseModel(nn.Module):

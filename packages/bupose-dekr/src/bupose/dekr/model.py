@@ -15,7 +15,7 @@ from torch import nn
 
 from bupose.core import ops
 from bupose.core.batch import Batch
-from bupose.core.model import Head, concat_at_finest
+from bupose.core.model import ConcatInput, Head
 from bupose.core.specs import FeatureShape, LayoutSpec
 
 __all__ = [
@@ -205,16 +205,12 @@ class DEKRHead(Head):
         init_weights: bool = True,
     ) -> None:
         super().__init__(input_shapes, layout)
-        if not input_shapes:
-            raise ValueError("DEKRHead: the backbone declares no outputs")
         if final_conv_kernel not in (1, 3):
             raise ValueError(f"DEKRHead: final_conv_kernel must be 1 or 3, got {final_conv_kernel}")
-        if "concat" in input_shapes:
-            self.input_names = ["concat"]
-        else:
-            self.input_names = sorted(input_shapes, key=lambda n: input_shapes[n].stride)
-        in_channels = sum(input_shapes[n].channels for n in self.input_names)
-        self.stride = input_shapes[self.input_names[0]].stride
+        self._input = ConcatInput(input_shapes, "DEKRHead")
+        self.input_names = self._input.names
+        in_channels = self._input.channels
+        self.stride = self._input.stride
         if heatmap_channels is None:
             heatmap_channels = in_channels // 15 if in_channels % 15 == 0 else 32
         self.num_joints = layout.num_keypoints
@@ -269,12 +265,7 @@ class DEKRHead(Head):
 
     def features(self, features: Mapping[str, torch.Tensor]) -> torch.Tensor:
         """The single feature map the head reads (``concat`` or the finest-stride concatenation)."""
-        missing = [n for n in self.input_names if n not in features]
-        if missing:
-            raise KeyError(f"DEKRHead: backbone features lack {missing}; got {sorted(features)}")
-        if len(self.input_names) == 1:
-            return features[self.input_names[0]]
-        return concat_at_finest(features, self.input_names)
+        return self._input(features)
 
     def forward_features(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
         """Head outputs for an already-concatenated feature map (B, in_channels, h, w)."""

@@ -26,7 +26,7 @@ import torch
 
 from bupose.core.algorithms.tta import flip_input
 from bupose.core.amp import autocast
-from bupose.core.inference import Pipeline
+from bupose.core.inference import Pipeline, check_image
 from bupose.core.model import PoseModel
 from bupose.core.poses import Poses
 
@@ -232,14 +232,6 @@ class DEKRPipeline(Pipeline):
         """Poses for each RGB uint8 (H, W, 3) image, in image pixels."""
         if len(images) == 0:
             return []
-        arrays = []
-        for k, im in enumerate(images):
-            a = np.asarray(im)
-            if a.dtype != np.uint8 or a.ndim != 3 or a.shape[2] != 3 or a.shape[0] == 0 or a.shape[1] == 0:
-                raise ValueError(
-                    f"image {k}: expected an RGB uint8 array of shape (H, W, 3), got dtype {a.dtype} "
-                    f"shape {a.shape}"
-                )
-            arrays.append(np.ascontiguousarray(a))
+        arrays = [check_image(im, k) for k, im in enumerate(images)]
         outs = self.scale_outputs(arrays)
         return [self.decoder.decode(o, rescore_net=self.rescore_net) for o in outs]

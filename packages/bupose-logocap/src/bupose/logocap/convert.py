@@ -24,7 +24,7 @@ from typing import Any
 
 import torch
 
-from bupose.core.weights import CheckpointError, CheckpointMismatchError
+from bupose.core.weights import CheckpointError, CheckpointMismatchError, unwrap_checkpoint
 
 __all__ = [
     "BACKBONE_PREFIX",
@@ -54,23 +54,9 @@ _BN = ("weight", "bias", "running_mean", "running_var", "num_batches_tracked")
 
 
 def unwrap(obj: Mapping[str, Any], where: str = "checkpoint") -> dict[str, torch.Tensor]:
-    """The tensor state_dict inside an official file: wrapper dicts opened, ``module.`` removed."""
-    sd: Mapping[str, Any] = obj
-    if not all(isinstance(v, torch.Tensor) for v in sd.values()):
-        for key in ("state_dict", "model"):
-            inner = sd.get(key)
-            if isinstance(inner, Mapping) and inner and all(isinstance(v, torch.Tensor) for v in inner.values()):
-                sd = inner
-                break
-        else:
-            kinds = ", ".join(f"{k}: {type(v).__name__}" for k, v in list(sd.items())[:8])
-            raise CheckpointError(
-                f"{where}: expected a state_dict of tensors or a dict with a 'state_dict'/'model' "
-                f"entry holding one; found {{{kinds}}}"
-            )
-    if sd and all(k.startswith("module.") for k in sd):
-        sd = {k[len("module.") :]: v for k, v in sd.items()}
-    return dict(sd)
+    """The tensor state_dict inside an official file (core's :func:`~bupose.core.weights.unwrap_checkpoint`
+    with the wrappers LOGO-CAP files use)."""
+    return unwrap_checkpoint(obj, where, wrappers=("state_dict", "model"))
 
 
 @dataclass(frozen=True)

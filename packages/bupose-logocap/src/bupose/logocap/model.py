@@ -15,7 +15,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from bupose.core.batch import Batch
-from bupose.core.model import Head, concat_at_finest
+from bupose.core.model import ConcatInput, Head
 from bupose.core.specs import FeatureShape, LayoutSpec
 
 __all__ = [
@@ -170,14 +170,10 @@ class LogoCapHead(Head):
         init_weights: bool = True,
     ) -> None:
         super().__init__(input_shapes, layout)
-        if not input_shapes:
-            raise ValueError("LogoCapHead: the backbone declares no outputs")
-        if "concat" in input_shapes:
-            self.input_names = ["concat"]
-        else:
-            self.input_names = sorted(input_shapes, key=lambda n: input_shapes[n].stride)
-        in_channels = sum(input_shapes[n].channels for n in self.input_names)
-        self.stride = input_shapes[self.input_names[0]].stride
+        self._input = ConcatInput(input_shapes, "LogoCapHead")
+        self.input_names = self._input.names
+        in_channels = self._input.channels
+        self.stride = self._input.stride
         if heatmap_channels is None:
             heatmap_channels = in_channels // 15 if in_channels % 15 == 0 else 32
         j = layout.num_keypoints
@@ -211,12 +207,7 @@ class LogoCapHead(Head):
 
     def features(self, features: Mapping[str, torch.Tensor]) -> torch.Tensor:
         """The single feature map the head reads (``concat`` or the finest-stride concatenation)."""
-        missing = [n for n in self.input_names if n not in features]
-        if missing:
-            raise KeyError(f"LogoCapHead: backbone features lack {missing}; got {sorted(features)}")
-        if len(self.input_names) == 1:
-            return features[self.input_names[0]]
-        return concat_at_finest(features, self.input_names)
+        return self._input(features)
 
     def forward_features(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
         """Dense outputs for an already-concatenated feature map (B, in_channels, h, w)."""

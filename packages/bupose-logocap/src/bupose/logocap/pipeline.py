@@ -25,7 +25,7 @@ from bupose.core.algorithms.geometry import WarpMeta, multi_scale_size, warp_ima
 from bupose.core.algorithms.image import normalize_images
 from bupose.core.algorithms.tta import flip_input
 from bupose.core.amp import autocast
-from bupose.core.inference import Pipeline
+from bupose.core.inference import Pipeline, check_image
 from bupose.core.model import PoseModel
 from bupose.core.poses import Poses
 
@@ -129,14 +129,7 @@ class LogoCapPipeline(Pipeline):
         """Poses for each RGB uint8 (H, W, 3) image, in image pixels."""
         if len(images) == 0:
             return []
-        arrays = []
-        for k, im in enumerate(images):
-            a = np.asarray(im)
-            if a.dtype != np.uint8 or a.ndim != 3 or a.shape[2] != 3 or a.shape[0] == 0 or a.shape[1] == 0:
-                raise ValueError(
-                    f"image {k}: expected an RGB uint8 array of shape (H, W, 3), got dtype {a.dtype} shape {a.shape}"
-                )
-            arrays.append(np.ascontiguousarray(a))
+        arrays = [check_image(im, k) for k, im in enumerate(images)]
         metas: list[WarpMeta] = [
             multi_scale_size(a.shape[:2], self.input_size, 1.0, multiple=self.size_multiple) for a in arrays
         ]
