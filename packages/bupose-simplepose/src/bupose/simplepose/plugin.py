@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from bupose.core import BackboneSpec, FeatureShape, HeadSpec, WeightsSpec, hookimpl
+from bupose.core import BackboneSpec, FeatureShape, GrouperSpec, HeadSpec, WeightsSpec, hookimpl
 
 from .config import imhn_output_shapes
 
@@ -28,7 +28,15 @@ HEAD = HeadSpec(
     pipeline="bupose.simplepose.pipeline:SimplePosePipeline",
     input_spec="scale search 0.5/1/1.5/2/3 x 512 / image height (caps 2600 x 3800), cubic resize, "
     "pad right/bottom with 128 to a multiple of 64, BGR / 255, flip always",
+    grouper="simplepose_limbs",
     layouts=("coco17",),
+)
+
+GROUPER = GrouperSpec(
+    name="simplepose_limbs",
+    factory="bupose.simplepose.grouper:SimplePoseLimbGrouper",
+    summary="SimplePose limb assembly: limb-heatmap pair scoring, greedy one-to-one connections, person "
+    "assembly with merging; CMU-18 candidates + 30 limb maps -> COCO-17 (vectorised, official results)",
 )
 
 WEIGHTS = WeightsSpec(
@@ -54,6 +62,11 @@ def bupose_register_backbones(register: Callable[[BackboneSpec], None]) -> None:
 @hookimpl
 def bupose_register_heads(register: Callable[[HeadSpec], None]) -> None:
     register(HEAD)
+
+
+@hookimpl
+def bupose_register_groupers(register: Callable[[GrouperSpec], None]) -> None:
+    register(GROUPER)
 
 
 @hookimpl

@@ -1,0 +1,88 @@
+"""SimplePose inference as the official ``evaluate.py``: scale search x flip, fusion, peaks, limb grouping.
+
+``SimplePosePipeline(model, **options)`` (options: :class:`~bupose.simplepose.options.SimplePoseOptions`)
+turns RGB uint8 images into COCO-17 :class:`~bupose.core.poses.Poses`: x, y and v (1 found, 0 missing,
+missing joints at (0, 0)), person score 1 - 1/total, no NMS — the official results file.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Sequence
+from dataclasses import fields
+from typing import Any
+
+import numpy as np
+import torch
+
+from bupose.core.inference import Pipeline
+from bupose.core.model import PoseModel
+from bupose.core.poses import Poses
+
+from .grouper import LimbCandidates, SimplePoseLimbGrouper
+from .grouping import LimbGroupingParams, find_peaks
+from .options import SimplePoseOptions
+from .preprocess import fuse_outputs, plan_scales, prepare_input
+
+__all__ = ["SimplePosePipeline"]
+
+_GROUPER_KEYS = ("thre2", "connect_ration", "mid_num", "len_rate", "connection_tole", "offset_radius", "remove_recon")
+
+
+class SimplePosePipeline(Pipeline):
+    """Official SimplePose test-time pipeline around a ``simplepose`` model."""
+
+    def __init__(self, model: PoseModel, **options: Any) -> None:
+        known = {f.name for f in fields(SimplePoseOptions)}
+        unknown = sorted(set(options) - known)
+        if unknown:
+            raise TypeError(f"simplepose pipeline: unknown option(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}")
+        values = dict(options)
+        if values.get("scales") is not None:
+            values["scales"] = tuple(float(s) for s in values["scales"])
+        if values.get("input_size") is None and isinstance(model.config, dict) and model.config.get("input_size"):
+            values["input_size"] = int(model.config["input_size"])
+        super().__init__(model, **values)
+        self.opts = SimplePoseOptions(**values)
+        self.grouper = SimplePoseLimbGrouper("coco17", **{k: getattr(self.opts, k) for k in _GROUPER_KEYS})
+
+    def _autocast(self) -> contextlib.AbstractContextManager[Any]:
+        if not self.opts.amp:
+            return contextlib.nullcontext()
+        dev = self.device.type
+        return torch.autocast(dev, dtype=torch.float16 if dev == "cuda" else torch.bfloat16)
+
+    def network_maps(self, image_bgr: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Fused (heatmaps (H, W, 20), limb maps (H, W, 30)) for one BGR uint8 image."""
+        h, w = image_bgr.shape[:2]
+        outs, pads = [], []
+        for plan in plan_scales(h, w, self.opts.scale_search, self.opts.boxsize):
+            x, pb, pr = prepare_input(image_bgr, plan.multiplier_used, flip=self.opts.flip)
+            t = torch.from_numpy(x).permute(0, 3, 1, 2).contiguous().to(self.device)
+            with self._autocast():
+                maps = self.model(t)["maps"]
+            outs.append(maps.float().cpu().numpy())
+            pads.append((pb, pr))
+        return fuse_outputs(outs, pads, (h, w), flip=self.opts.flip)
+
+    def group(self, heatmaps: np.ndarray, limbs: np.ndarray) -> Poses:
+        """Peaks on the fused keypoint maps, then the registered limb grouper."""
+        candidate, part = find_peaks(heatmaps, self.opts.thre1, self.opts.offset_radius)
+        xy = [candidate[part == k, :2] for k in range(18)]
+        scores = [candidate[part == k, 2] for k in range(18)]
+        cands = LimbCandidates(
+            "coco17", xy, scores, maps={"limb_heatmaps": np.moveaxis(limbs, 2, 0)}, image_size=heatmaps.shape[:2]
+        )
+        return self.grouper(cands)
+
+    def predict_batch(self, images: Sequence[np.ndarray]) -> list[Poses]:
+        out = []
+        for img in images:
+            bgr = np.ascontiguousarray(np.asarray(img)[:, :, ::-1])
+            heat, limbs = self.network_maps(bgr)
+            out.append(self.group(heat, limbs))
+        return out
+
+    @property
+    def grouping_params(self) -> LimbGroupingParams:
+        return self.grouper.params
