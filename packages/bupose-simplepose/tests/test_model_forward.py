@@ -62,5 +62,5 @@ def test_strict_load_reports_a_missing_key(official_sd: dict[str, torch.Tensor])
 
     broken = dict(official_sd)
     del broken["posenet.outs.3.0.conv.bias"]
-    with pytest.raises(CheckpointMismatchError, match="posenet.outs.3.0.conv.bias"):
+    with pytest.raises(CheckpointMismatchError, match=r"posenet\.outs\.3\.0\.conv\.bias"):
         from_official({"weights": broken})

@@ -78,12 +78,28 @@ class GroupingResult:
     special_k: list[int] = field(default_factory=list)
 
 
-def _max3x3_reflect(maps: np.ndarray) -> np.ndarray:
-    """3x3 max filter over the last two axes with reflect padding (border pixel not repeated)."""
-    p = np.pad(maps, ((0, 0), (1, 1), (1, 1)), mode="reflect")
-    h, w = maps.shape[1:]
-    rows = np.maximum(np.maximum(p[:, 0:h, :], p[:, 1 : h + 1, :]), p[:, 2 : h + 2, :])
-    return np.maximum(np.maximum(rows[:, :, 0:w], rows[:, :, 1 : w + 1]), rows[:, :, 2 : w + 2])
+def _nms_peaks(heat: np.ndarray, thre: np.float32) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(part, y, x) of the 3x3 maxima >= ``thre`` of float32(``heat``) ((H, W, 18), reflect padding),
+    in part then row-major order.
+
+    Only pixels above the threshold are tested: with reflect padding the 3x3 maximum at a border pixel
+    is the maximum over its in-image neighbours, so clipping the neighbour coordinates is exact.
+    Values are compared as float32, like the official float32 copy.
+    """
+    lower = np.nextafter(thre, np.float32(-np.inf)).astype(np.float64)  # float64 prefilter, exact test below
+    ys, xs, part = np.nonzero(heat > lower)
+    v = heat[ys, xs, part].astype(np.float32)
+    ok = (v >= thre) & (v != 0)
+    ys, xs, part, v = ys[ok], xs[ok], part[ok], v[ok]
+    h, w = heat.shape[:2]
+    is_max = np.ones(part.shape, dtype=bool)
+    for oy in (-1, 0, 1):
+        yy = np.clip(ys + oy, 0, h - 1)
+        for ox in (-1, 0, 1):
+            if oy or ox:
+                is_max &= heat[yy, np.clip(xs + ox, 0, w - 1), part].astype(np.float32) <= v
+    order = np.argsort(part[is_max], kind="stable")
+    return part[is_max][order], ys[is_max][order], xs[is_max][order]
 
 
 def find_peaks(heatmaps: np.ndarray, thre1: float = 0.1, radius: int = 2) -> tuple[np.ndarray, np.ndarray]:
@@ -98,23 +114,22 @@ def find_peaks(heatmaps: np.ndarray, thre1: float = 0.1, radius: int = 2) -> tup
     """
     if heatmaps.ndim != 3 or heatmaps.shape[2] < NUM_KEYPOINTS:
         raise ValueError(f"find_peaks: expected (H, W, >=18) keypoint maps, got shape {heatmaps.shape}")
-    maps32 = np.ascontiguousarray(np.moveaxis(heatmaps[:, :, :NUM_KEYPOINTS], 2, 0), dtype=np.float32)
-    keep = (_max3x3_reflect(maps32) == maps32) & (maps32 >= np.float32(thre1)) & (maps32 != 0)
-    part, ys, xs = np.nonzero(keep)
+    heat = heatmaps[:, :, :NUM_KEYPOINTS]
+    part, ys, xs = _nms_peaks(heat, np.float32(thre1))
     n = part.shape[0]
-    h, w = maps32.shape[1:]
+    h, w = heat.shape[:2]
     x = xs.astype(np.float64)
     y = ys.astype(np.float64)
-    score = maps32[part, ys, xs].astype(np.float64)
+    score = heat[ys, xs, part].astype(np.float32).astype(np.float64)
     r = int(radius)
     inside = (ys + r + 1 <= h) & (ys - r >= 0) & (xs + r + 1 <= w) & (xs - r >= 0)
     if inside.any():
         idx = np.nonzero(inside)[0]
         off = np.arange(-r, r + 1)
         k = 2 * r + 1
-        win = maps32[
-            part[idx, None, None], ys[idx, None, None] + off[None, :, None], xs[idx, None, None] + off[None, None, :]
-        ].reshape(-1, k * k)
+        win = heat[
+            ys[idx, None, None] + off[None, :, None], xs[idx, None, None] + off[None, None, :], part[idx, None, None]
+        ].astype(np.float32).reshape(-1, k * k)
         row_off = np.repeat(off, k)  # np.mgrid's first grid (varies along rows), int64 like np.mgrid
         col_off = np.tile(off, k)
         total = win.sum(axis=1)  # float32, pairwise like NumPy's sum of the 5x5 window
@@ -125,47 +140,82 @@ def find_peaks(heatmaps: np.ndarray, thre1: float = 0.1, radius: int = 2) -> tup
     return candidate, part.astype(np.int64)
 
 
-def _limb_pairs(
-    a: np.ndarray, b: np.ndarray, limb_map: np.ndarray, image_height: float, p: LimbGroupingParams
-) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """Score every (A, B) pair of one limb; returns i, j, score, length, sort key of the accepted ones."""
-    na, nb = a.shape[0], b.shape[0]
-    ax = np.repeat(a[:, 0], nb)
-    ay = np.repeat(a[:, 1], nb)
-    bx = np.tile(b[:, 0], na)
-    by = np.tile(b[:, 1], na)
+def _score_all_pairs(
+    by_part: list[np.ndarray], limb_maps: np.ndarray, image_height: float, p: LimbGroupingParams
+) -> dict[int, tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]]:
+    """Score every (A, B) candidate pair of every limb at once.
+
+    Returns, per limb with candidates at both ends, the accepted pairs' i, j, score, length and sort key
+    (0.5 score + 0.25 score_A + 0.25 score_B), pairs in the official i-major order.
+    """
+    ks, ias, ibs = [], [], []
+    for k, (ja, jb) in enumerate(LIMBS):
+        na, nb = by_part[ja].shape[0], by_part[jb].shape[0]
+        if na and nb:
+            ks.append(np.full(na * nb, k))
+            ias.append(np.repeat(np.arange(na), nb))
+            ibs.append(np.tile(np.arange(nb), na))
+    if not ks:
+        return {}
+    k_all = np.concatenate(ks)
+    i_all = np.concatenate(ias)
+    j_all = np.concatenate(ibs)
+    src = np.array([a for a, _ in LIMBS])[k_all]
+    dst = np.array([b for _, b in LIMBS])[k_all]
+    # per-limb candidate tables, flattened: offsets into one array of all candidates by part
+    offsets = np.cumsum([0] + [c.shape[0] for c in by_part])
+    cand = np.concatenate(by_part, axis=0)
+    a = cand[offsets[src] + i_all]
+    b = cand[offsets[dst] + j_all]
+    ax, ay, bx, by = a[:, 0], a[:, 1], b[:, 0], b[:, 1]
     dx = bx - ax
     dy = by - ay
     norm = np.sqrt(dx * dx + dy * dy)
-    ok = norm != 0
-    n = np.minimum(np.rint(norm + 1), p.mid_num).astype(np.int64)
-    n = np.maximum(n, 1)
+    n = np.maximum(np.minimum(np.rint(norm + 1), p.mid_num).astype(np.int64), 1)
     div = np.maximum(n - 1, 1).astype(np.float64)
-    step_x = dx / div
-    step_y = dy / div
-    acc = np.zeros(norm.shape)
-    above = np.zeros(norm.shape, dtype=np.int64)
-    h, w = limb_map.shape
-    for t in range(int(n.max()) if n.size else 0):
-        use = t < n
-        last = (t == n - 1) & (n > 1)  # np.linspace sets the end point exactly, except for num=1
-        xt = np.where(last, bx, t * step_x + ax)
-        yt = np.where(last, by, t * step_y + ay)
+    sx, sy = dx / div, dy / div
+    h, w = limb_maps.shape[:2]
+
+    def sample(rows: np.ndarray, t: np.ndarray) -> np.ndarray:
+        """Limb-map values at samples t (rows x T, float) of pairs ``rows``, as np.linspace places them."""
+        xt = t * sx[rows, None] + ax[rows, None]
+        yt = t * sy[rows, None] + ay[rows, None]
+        last = (t == (n[rows] - 1)[:, None]) & (n[rows] > 1)[:, None]
+        xt = np.where(last, bx[rows, None], xt)
+        yt = np.where(last, by[rows, None], yt)
         xi = np.clip(np.rint(xt).astype(np.int64), 0, w - 1)
         yi = np.clip(np.rint(yt).astype(np.int64), 0, h - 1)
-        v = np.where(use, limb_map[yi, xi], 0.0)
-        acc = acc + v
-        above += (use & (v > p.thre2)).astype(np.int64)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        prior = np.minimum(0.5 * image_height / norm - 1, 0)
-        score = acc / n + prior
-    keep = ok & (above >= p.connect_ration * n) & (score > 0)
+        return limb_maps[yi, xi, k_all[rows, None]]
+
+    # Exact early rejection: 6 distinct interior samples of each long pair; a pair whose failures there
+    # already make the 0.8 ratio impossible cannot be accepted, whatever its other samples are.
+    alive = norm != 0
+    long_ = np.nonzero(alive & (n > 8))[0]
+    if long_.size:
+        t6 = 1 + np.floor(np.arange(6)[None, :] * ((n[long_] - 2) / 6)[:, None])
+        fails = (sample(long_, t6) <= p.thre2).sum(axis=1)
+        alive[long_[(n[long_] - fails) < p.connect_ration * n[long_]]] = False
+    rows = np.nonzero(alive)[0]
+    score = np.full(norm.shape, -1.0)
+    above = np.zeros(norm.shape, dtype=np.int64)
+    if rows.size:
+        t = np.arange(int(n[rows].max()), dtype=np.float64)[None, :]
+        use = t < n[rows, None]
+        v = np.where(use, sample(rows, t), 0.0)
+        acc = np.cumsum(v, axis=1)[:, -1]  # left to right, like Python's sum()
+        above[rows] = (use & (v > p.thre2)).sum(axis=1)
+        score[rows] = acc / n[rows] + np.minimum(0.5 * image_height / norm[rows] - 1, 0)
+    keep = alive & (above >= p.connect_ration * n) & (score > 0)
+    key = 0.5 * score + 0.25 * a[:, 2] + 0.25 * b[:, 2]
+    out = {}
     idx = np.nonzero(keep)[0]
-    i = idx // nb
-    j = idx % nb
-    s = score[idx]
-    key = 0.5 * s + 0.25 * a[i, 2] + 0.25 * b[j, 2]
-    return i, j, s, norm[idx], key
+    kk = k_all[idx]
+    bounds = np.searchsorted(kk, np.arange(len(LIMBS) + 1))
+    present = set(np.unique(k_all).tolist())
+    for k in present:
+        sel = idx[bounds[k] : bounds[k + 1]]
+        out[k] = (i_all[sel], j_all[sel], score[sel], norm[sel], key[sel])
+    return out
 
 
 def score_limbs(
@@ -182,26 +232,28 @@ def score_limbs(
     (the official code passes the image height under the name ``image_width``).
     """
     p = params or LimbGroupingParams()
+    by_part = [candidate[part == k] for k in range(NUM_KEYPOINTS)]
+    scored = _score_all_pairs(by_part, limb_maps, image_height, p)
     connections: list[np.ndarray] = []
     special_k: list[int] = []
-    by_part = [candidate[part == k] for k in range(NUM_KEYPOINTS)]
     for k, (ja, jb) in enumerate(LIMBS):
-        a, b = by_part[ja], by_part[jb]
-        if a.shape[0] == 0 or b.shape[0] == 0:
+        if k not in scored:
             special_k.append(k)
             connections.append(np.zeros((0, 6)))
             continue
-        i, j, s, length, key = _limb_pairs(a, b, limb_maps[:, :, k], image_height, p)
+        a, b = by_part[ja], by_part[jb]
+        i, j, s, length, key = scored[k]
         order = np.argsort(-key, kind="stable")
         limit = min(a.shape[0], b.shape[0])
-        used_a = np.zeros(a.shape[0], dtype=bool)
-        used_b = np.zeros(b.shape[0], dtype=bool)
+        used_a = set()
+        used_b = set()
         rows = []
         for c in order.tolist():
             ii, jj = int(i[c]), int(j[c])
-            if used_a[ii] or used_b[jj]:
+            if ii in used_a or jj in used_b:
                 continue
-            used_a[ii] = used_b[jj] = True
+            used_a.add(ii)
+            used_b.add(jj)
             rows.append((a[ii, 3], b[jj, 3], s[c], float(ii), float(jj), length[c]))
             if len(rows) >= limit:
                 break

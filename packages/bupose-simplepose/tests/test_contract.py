@@ -1,0 +1,46 @@
+"""Core's BackboneContract / HeadContract for a reduced IMHN (same topology, narrow, 2 stacks)."""
+
+from __future__ import annotations
+
+import torch
+
+from bupose.core.model import PoseModel
+from bupose.core.testing import BackboneContract, HeadContract
+
+SMALL = {"nstack": 2, "stem_width": 16, "increase": 8, "feat_channels": 16, "se_hidden": 4}
+
+
+class TestIMHNSmall(BackboneContract):
+    backbone_name = "imhn"
+    backbone_kwargs = SMALL
+    input_size = (64, 128)
+
+
+class TestSimplePoseOnSmallIMHN(HeadContract):
+    head_name = "simplepose"
+    backbone_name = "imhn"
+    backbone_kwargs = SMALL
+    input_size = (64, 64)
+
+    def make_model(self) -> PoseModel:
+        model = super().make_model()
+        model.config["input_size"] = 64
+        return model
+
+
+def test_head_fields_and_loss_on_small_imhn() -> None:
+    model = TestSimplePoseOnSmallIMHN().make_model().train()
+    out = model(torch.rand(2, 3, 64, 64))
+    assert out["maps"].shape == (2, 50, 16, 16)
+    assert sorted(k for k in out if k.startswith("pyramid")) == [f"pyramid_s{s}_{j}" for s in range(2) for j in range(5)]
+    assert torch.equal(out["maps"], out["pyramid_s1_0"])
+
+
+def test_head_loss_backpropagates() -> None:
+    model = TestSimplePoseOnSmallIMHN().make_model().train()
+    out = model(torch.rand(2, 3, 64, 64))
+    targets = {"heatmaps": torch.rand(2, 50, 16, 16) * 0.5, "mask_misses": torch.ones(2, 1, 16, 16)}
+    losses = model.head.loss(out, targets)
+    assert set(losses) == {"focal_l2"} and torch.isfinite(losses["focal_l2"])
+    losses["focal_l2"].backward()
+    assert any(p.grad is not None and float(p.grad.abs().sum()) > 0 for p in model.backbone.pre.parameters())
