@@ -78,26 +78,33 @@ class GroupingResult:
     special_k: list[int] = field(default_factory=list)
 
 
-def _nms_peaks(heat: np.ndarray, thre: np.float32) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(part, y, x) of the 3x3 maxima >= ``thre`` of float32(``heat``) ((H, W, 18), reflect padding),
-    in part then row-major order.
+def _nms_peaks(maps: np.ndarray, thre: np.float32) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(part, y, x) of the 3x3 maxima >= ``thre`` of float32(``maps[:, :, :18]``) (reflect padding), in
+    part then row-major order. ``maps`` is a C-contiguous (H, W, C >= 18) array.
 
     Only pixels above the threshold are tested: with reflect padding the 3x3 maximum at a border pixel
     is the maximum over its in-image neighbours, so clipping the neighbour coordinates is exact.
     Values are compared as float32, like the official float32 copy.
     """
+    h, w, c = maps.shape
+    flat = maps.reshape(-1)
     lower = np.nextafter(thre, np.float32(-np.inf)).astype(np.float64)  # float64 prefilter, exact test below
-    ys, xs, part = np.nonzero(heat > lower)
-    v = heat[ys, xs, part].astype(np.float32)
+    idx = np.flatnonzero(flat > lower)
+    part = idx % c
+    idx = idx[part < NUM_KEYPOINTS]
+    v = flat[idx].astype(np.float32)
     ok = (v >= thre) & (v != 0)
-    ys, xs, part, v = ys[ok], xs[ok], part[ok], v[ok]
-    h, w = heat.shape[:2]
+    idx, v = idx[ok], v[ok]
+    part = idx % c
+    pix = idx // c
+    ys, xs = pix // w, pix % w
     is_max = np.ones(part.shape, dtype=bool)
     for oy in (-1, 0, 1):
-        yy = np.clip(ys + oy, 0, h - 1)
+        row = np.clip(ys + oy, 0, h - 1) * w
         for ox in (-1, 0, 1):
             if oy or ox:
-                is_max &= heat[yy, np.clip(xs + ox, 0, w - 1), part].astype(np.float32) <= v
+                nb = (row + np.clip(xs + ox, 0, w - 1)) * c + part
+                is_max &= flat[nb].astype(np.float32) <= v
     order = np.argsort(part[is_max], kind="stable")
     return part[is_max][order], ys[is_max][order], xs[is_max][order]
 
@@ -114,7 +121,7 @@ def find_peaks(heatmaps: np.ndarray, thre1: float = 0.1, radius: int = 2) -> tup
     """
     if heatmaps.ndim != 3 or heatmaps.shape[2] < NUM_KEYPOINTS:
         raise ValueError(f"find_peaks: expected (H, W, >=18) keypoint maps, got shape {heatmaps.shape}")
-    heat = heatmaps[:, :, :NUM_KEYPOINTS]
+    heat = np.ascontiguousarray(heatmaps, dtype=np.float64)
     part, ys, xs = _nms_peaks(heat, np.float32(thre1))
     n = part.shape[0]
     h, w = heat.shape[:2]
@@ -174,18 +181,32 @@ def _score_all_pairs(
     n = np.maximum(np.minimum(np.rint(norm + 1), p.mid_num).astype(np.int64), 1)
     div = np.maximum(n - 1, 1).astype(np.float64)
     sx, sy = dx / div, dy / div
-    h, w = limb_maps.shape[:2]
+    h, w, nk = limb_maps.shape
+    flat = np.ascontiguousarray(limb_maps, dtype=np.float64).reshape(-1)
 
-    def sample(rows: np.ndarray, t: np.ndarray) -> np.ndarray:
+    # segment points lie between their end points, so with every candidate inside the map no clipping is needed
+    inside = bool(
+        (cand[:, 0] >= 0).all() and (cand[:, 0] <= w - 1).all() and (cand[:, 1] >= 0).all() and (cand[:, 1] <= h - 1).all()
+    )
+
+    def sample(rows: np.ndarray, t: np.ndarray, with_end: bool = True) -> np.ndarray:
         """Limb-map values at samples t (rows x T, float) of pairs ``rows``, as np.linspace places them."""
         xt = t * sx[rows, None] + ax[rows, None]
         yt = t * sy[rows, None] + ay[rows, None]
-        last = (t == (n[rows] - 1)[:, None]) & (n[rows] > 1)[:, None]
-        xt = np.where(last, bx[rows, None], xt)
-        yt = np.where(last, by[rows, None], yt)
-        xi = np.clip(np.rint(xt).astype(np.int64), 0, w - 1)
-        yi = np.clip(np.rint(yt).astype(np.int64), 0, h - 1)
-        return limb_maps[yi, xi, k_all[rows, None]]
+        if with_end:
+            last = (t == (n[rows] - 1)[:, None]) & (n[rows] > 1)[:, None]
+            xt = np.where(last, bx[rows, None], xt)
+            yt = np.where(last, by[rows, None], yt)
+        xi = np.rint(xt).astype(np.int64)
+        yi = np.rint(yt).astype(np.int64)
+        if not inside:
+            np.clip(xi, 0, w - 1, out=xi)
+            np.clip(yi, 0, h - 1, out=yi)
+        yi *= w
+        yi += xi
+        yi *= nk
+        yi += k_all[rows, None]
+        return flat[yi]
 
     # Exact early rejection: 6 distinct interior samples of each long pair; a pair whose failures there
     # already make the 0.8 ratio impossible cannot be accepted, whatever its other samples are.
@@ -193,7 +214,7 @@ def _score_all_pairs(
     long_ = np.nonzero(alive & (n > 8))[0]
     if long_.size:
         t6 = 1 + np.floor(np.arange(6)[None, :] * ((n[long_] - 2) / 6)[:, None])
-        fails = (sample(long_, t6) <= p.thre2).sum(axis=1)
+        fails = (sample(long_, t6, with_end=False) <= p.thre2).sum(axis=1)
         alive[long_[(n[long_] - fails) < p.connect_ration * n[long_]]] = False
     rows = np.nonzero(alive)[0]
     score = np.full(norm.shape, -1.0)
@@ -201,7 +222,8 @@ def _score_all_pairs(
     if rows.size:
         t = np.arange(int(n[rows].max()), dtype=np.float64)[None, :]
         use = t < n[rows, None]
-        v = np.where(use, sample(rows, t), 0.0)
+        # samples past a pair's own count are masked out; clamp them onto its end point to stay in the map
+        v = np.where(use, sample(rows, np.minimum(t, (n[rows] - 1)[:, None])), 0.0)
         acc = np.cumsum(v, axis=1)[:, -1]  # left to right, like Python's sum()
         above[rows] = (use & (v > p.thre2)).sum(axis=1)
         score[rows] = acc / n[rows] + np.minimum(0.5 * image_height / norm[rows] - 1, 0)
