@@ -11,10 +11,10 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).parents[1] / "bench"))
 
-from bench_grouping import dense_scene  # noqa: E402
-from official_grouping import find_connections_loop, find_peaks_loop, find_people_loop  # noqa: E402
+from bench_grouping import dense_scene
+from official_grouping import find_connections_loop, find_peaks_loop, find_people_loop
 
-from bupose.simplepose.grouping import LimbGroupingParams, assemble_people, find_peaks, score_limbs  # noqa: E402
+from bupose.simplepose.grouping import LimbGroupingParams, assemble_people, find_peaks, score_limbs
 
 
 @pytest.mark.parametrize(("people", "seed", "remove_recon"), [(6, 0, 0), (9, 1, 0), (6, 2, 1)])
