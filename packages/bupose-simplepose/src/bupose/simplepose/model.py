@@ -278,13 +278,14 @@ class SimplePoseHead(Head):
         """The supervised predictions as [stack][scale]."""
         return [[outputs[f"pyramid_s{s}_{j}"] for j in range(self.scales)] for s in range(self.stacks)]
 
-    def loss(self, outputs: Mapping[str, torch.Tensor], targets: Any) -> dict[str, torch.Tensor]:
-        """Focal-L2 multi-scale loss; ``targets`` holds ``heatmaps`` (B, 50, h, w) and ``mask_misses``
-        (B, 1, h, w) at the stride-4 size."""
+    def loss(self, outputs: Mapping[str, torch.Tensor], batch: Any) -> dict[str, torch.Tensor]:
+        """Focal-L2 multi-scale loss against ``batch.targets`` (or a mapping): ``maps`` (B, 50, h, w)
+        and ``mask_misses`` (B, 1, h, w) at stride 4. Divided by the real batch size (the official code
+        divides by its configured batch size, 4)."""
         from .loss import focal_l2_loss
 
-        get = targets.get if isinstance(targets, Mapping) else lambda k: getattr(targets, k)
-        heatmaps = get("heatmaps")
-        mask = get("mask_misses")
+        targets = batch.targets if hasattr(batch, "targets") else batch
+        heatmaps = targets["maps"]
+        mask = targets["mask_misses"]
         total = focal_l2_loss(self.pyramid(outputs), heatmaps, mask, batch_size=int(heatmaps.shape[0]))
         return {"focal_l2": total}

@@ -25,6 +25,7 @@ HEAD = HeadSpec(
     factory="bupose.simplepose.model:SimplePoseHead",
     summary="SimplePose (AAAI 2020): 30 limb heatmaps + 18 keypoint maps + person mask + reverse keypoint; "
     "on imhn the official network, elsewhere a single-stack stride-4 predictor",
+    codec="bupose.simplepose.codec:SimplePoseCodec",
     pipeline="bupose.simplepose.pipeline:SimplePosePipeline",
     input_spec="scale search 0.5/1/1.5/2/3 x 512 / image height (caps 2600 x 3800), cubic resize, "
     "pad right/bottom with 128 to a multiple of 64, BGR / 255, flip always",
