@@ -54,3 +54,18 @@ def test_head_loss_backpropagates() -> None:
     assert set(losses) == {"focal_l2"} and torch.isfinite(losses["focal_l2"])
     losses["focal_l2"].backward()
     assert any(p.grad is not None and float(p.grad.abs().sum()) > 0 for p in model.backbone.pre.parameters())
+
+
+def test_imagenet_rgb_input_equals_bgr01() -> None:
+    from bupose.core.model import build_backbone
+
+    torch.manual_seed(0)
+    a = build_backbone("imhn", **SMALL).eval()
+    b = build_backbone("imhn", **SMALL, input_format="imagenet_rgb").eval()
+    b.load_state_dict(a.state_dict(), strict=True)
+    bgr = torch.rand(1, 3, 64, 64)
+    mean = torch.tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1)
+    std = torch.tensor([0.229, 0.224, 0.225]).view(1, 3, 1, 1)
+    rgb_norm = (bgr.flip(1) - mean) / std
+    with torch.no_grad():
+        torch.testing.assert_close(a(bgr)["stack1_scale0_pred"], b(rgb_norm)["stack1_scale0_pred"], rtol=1e-4, atol=1e-5)

@@ -20,6 +20,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from bupose.core.inference import IMAGENET_MEAN, IMAGENET_STD
 from bupose.core.model import Backbone, Head, concat_at_finest
 from bupose.core.specs import FeatureShape, LayoutSpec
 
@@ -159,8 +160,14 @@ class IMHN(Backbone):
     """SimplePose's stem + ``nstack`` improved multi-scale hourglasses with SE features, per-stack
     predictions and inter-stack merges (official ``PoseNet``, ``bn=True``).
 
-    Input: (B, 3, H, W) BGR in [0, 1], H and W multiples of ``4 * 2**depth`` (64).
+    Input: (B, 3, H, W) with H and W multiples of ``4 * 2**depth`` (64). ``input_format`` says what the
+    input is: ``"bgr01"`` (default, the official input: BGR in [0, 1], no mean/std) or
+    ``"imagenet_rgb"`` (core's training normalisation, ImageNet mean/std RGB), which the backbone turns
+    back into BGR [0, 1] before the stem, so official weights and pipelines work with either.
+    Training through bupose's engine feeds ImageNet-normalised RGB: use ``input_format="imagenet_rgb"``.
     """
+
+    INPUT_FORMATS = ("bgr01", "imagenet_rgb")
 
     def __init__(
         self,
@@ -171,8 +178,14 @@ class IMHN(Backbone):
         feat_channels: int = 256,
         se_hidden: int = 16,
         pred_channels: int = NUM_OUTPUTS,
+        input_format: str = "bgr01",
     ) -> None:
         super().__init__()
+        if input_format not in self.INPUT_FORMATS:
+            raise ValueError(f"imhn: input_format must be one of {', '.join(self.INPUT_FORMATS)}, got {input_format!r}")
+        self.input_format = input_format
+        self.register_buffer("_mean", torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1), persistent=False)
+        self.register_buffer("_std", torch.tensor(IMAGENET_STD).view(1, 3, 1, 1), persistent=False)
         nfeat = 2 * stem_width
         self.channels = tuple(nfeat + increase * d for d in range(depth + 1))
         self.nstack = nstack
@@ -197,6 +210,8 @@ class IMHN(Backbone):
         return {k: FeatureShape(c, s) for k, (c, s) in shapes.items()}
 
     def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        if self.input_format == "imagenet_rgb":
+            x = (x * self._std.to(x.dtype) + self._mean.to(x.dtype)).flip(1)
         x = self.pre(x)
         out: dict[str, torch.Tensor] = {}
         cache: list[torch.Tensor] | None = None

@@ -3,6 +3,10 @@
 ``SimplePosePipeline(model, **options)`` (options: :class:`~bupose.simplepose.options.SimplePoseOptions`)
 turns RGB uint8 images into COCO-17 :class:`~bupose.core.poses.Poses`: x, y and v (1 found, 0 missing,
 missing joints at (0, 0)), person score 1 - 1/total, no NMS — the official results file.
+
+The network input is BGR / 255 when the backbone says ``input_format == "bgr01"`` (IMHN's default, the
+official input); any other backbone (or IMHN built with ``input_format="imagenet_rgb"``, as trained by
+bupose's engine) gets the same resized, padded image as ImageNet-normalised RGB.
 """
 
 from __future__ import annotations
@@ -15,7 +19,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from bupose.core.inference import Pipeline
+from bupose.core.inference import IMAGENET_MEAN, IMAGENET_STD, Pipeline
 from bupose.core.model import PoseModel
 from bupose.core.poses import Poses
 
@@ -44,6 +48,9 @@ class SimplePosePipeline(Pipeline):
             values["input_size"] = int(model.config["input_size"])
         super().__init__(model, **values)
         self.opts = SimplePoseOptions(**values)
+        self.input_format = str(getattr(model.backbone, "input_format", "imagenet_rgb"))
+        self._mean = torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1)
+        self._std = torch.tensor(IMAGENET_STD).view(1, 3, 1, 1)
         self.grouper = SimplePoseLimbGrouper("coco17", **{k: getattr(self.opts, k) for k in _GROUPER_KEYS})
 
     def _autocast(self) -> contextlib.AbstractContextManager[Any]:
@@ -59,6 +66,8 @@ class SimplePosePipeline(Pipeline):
         for plan in plan_scales(h, w, self.opts.scale_search, self.opts.boxsize):
             x, pb, pr = prepare_input(image_bgr, plan.multiplier_used, flip=self.opts.flip)
             t = torch.from_numpy(x).permute(0, 3, 1, 2).contiguous().to(self.device)
+            if self.input_format != "bgr01":  # a backbone trained on core's input: ImageNet-normalised RGB
+                t = (t.flip(1) - self._mean.to(t.device)) / self._std.to(t.device)
             with self._autocast():
                 maps = self.model(t)["maps"]
             outs.append(maps.float().cpu().numpy())

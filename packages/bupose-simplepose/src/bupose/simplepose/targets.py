@@ -61,7 +61,7 @@ def create_heatmaps(joints18: np.ndarray, mask_all: np.ndarray, stride: int = 4)
             x, y, v = person[k]
             if v >= 2:
                 continue
-            cx, cy = int(round(x / stride)), int(round(y / stride))
+            cx, cy = round(x / stride), round(y / stride)
             x0, x1 = max(cx - WINDOW, 0), min(cx + WINDOW + 1, w)
             y0, y1 = max(cy - WINDOW, 0), min(cy + WINDOW + 1, h)
             if x0 >= x1 or y0 >= y1:
@@ -81,10 +81,10 @@ def create_heatmaps(joints18: np.ndarray, mask_all: np.ndarray, stride: int = 4)
                 continue
             xa, ya = person[a, :2]
             xb, yb = person[b, :2]
-            x0 = max(int(round((min(xa, xb) - LIMB_MARGIN) / stride)), 0)
-            x1 = min(int(round((max(xa, xb) + LIMB_MARGIN) / stride)), w - 1)
-            y0 = max(int(round((min(ya, yb) - LIMB_MARGIN) / stride)), 0)
-            y1 = min(int(round((max(ya, yb) + LIMB_MARGIN) / stride)), h - 1)
+            x0 = max(round((min(xa, xb) - LIMB_MARGIN) / stride), 0)
+            x1 = min(round((max(xa, xb) + LIMB_MARGIN) / stride), w - 1)
+            y0 = max(round((min(ya, yb) - LIMB_MARGIN) / stride), 0)
+            y1 = min(round((max(ya, yb) + LIMB_MARGIN) / stride), h - 1)
             if x0 > x1 or y0 > y1:
                 continue
             xa32, ya32, xb32, yb32 = (np.float32(v) for v in (xa, ya, xb, yb))
