@@ -82,3 +82,29 @@ def test_threshold_controls_peaks(fixture: dict) -> None:
 def test_bad_limb_maps_shape() -> None:
     with pytest.raises(ValueError, match=r"\(H, W, 30\)"):
         group_people(np.zeros((8, 8, 20)), np.zeros((8, 8, 29)))
+
+
+def test_registered_grouper_on_candidates(fixture: dict) -> None:
+    from bupose.core.plugins import get_registry
+    from bupose.simplepose.grouper import LimbCandidates
+
+    spec = get_registry().get("groupers", "simplepose_limbs")
+    grouper = spec.load()("coco17")
+    peaks = fixture["intermediate/peaks_part_x_y_score_id"].numpy()
+    part = peaks[:, 0].astype(int)
+    limbs = fixture["input/paf_avg_hwc"].double().numpy()
+    cands = LimbCandidates(
+        "coco17",
+        [peaks[part == k, 1:3] for k in range(18)],
+        [peaks[part == k, 3] for k in range(18)],
+        maps={"limb_heatmaps": np.moveaxis(limbs, 2, 0)},
+        image_size=(96, 128),
+    )
+    poses = grouper(cands)
+    assert poses.layout == "coco17" and len(poses) == 4
+    np.testing.assert_array_equal(poses.keypoints[..., :2], fixture["output/keypoints_xy"].numpy())
+    np.testing.assert_array_equal(poses.scores, fixture["output/scores"].numpy())
+    with pytest.raises(ValueError, match="limb_heatmaps"):
+        grouper(LimbCandidates("coco17", cands.xy, cands.scores, image_size=(96, 128)))
+    with pytest.raises(TypeError, match="unknown option"):
+        spec.load()("coco17", thre3=1)

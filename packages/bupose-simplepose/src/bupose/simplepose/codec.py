@@ -30,7 +30,11 @@ __all__ = ["SimplePoseCodec"]
 
 
 class SimplePoseCodec(BaseCodec):
-    """Encode samples into SimplePose targets (``maps``, ``mask_misses``); decode ``maps`` into poses."""
+    """Encode samples into SimplePose targets (``maps``, ``mask_misses``); decode ``maps`` into poses.
+
+    Options: ``stride`` 4, ``sigma`` 9 and ``limb_sigma`` 7 input pixels (official, for 512 inputs; scale
+    them with smaller training inputs), ``grouping`` (:class:`LimbGroupingParams` fields for decode).
+    """
 
     sample_keys = ("keypoints",)
     output_fields = ("maps",)
@@ -41,6 +45,8 @@ class SimplePoseCodec(BaseCodec):
         input_size: int | tuple[int, int] = 512,
         *,
         stride: int = 4,
+        sigma: float = 9.0,
+        limb_sigma: float = 7.0,
         grouping: Mapping[str, Any] | None = None,
     ) -> None:
         super().__init__(layout, input_size)
@@ -50,6 +56,8 @@ class SimplePoseCodec(BaseCodec):
         h, w = self.input_hw
         if h % self.stride or w % self.stride:
             raise ValueError(f"SimplePoseCodec: input size {(h, w)} is not a multiple of the stride {self.stride}")
+        self.sigma = float(sigma)
+        self.limb_sigma = float(limb_sigma)
         self.params = LimbGroupingParams.from_mapping(grouping or {})
 
     def output_sizes(self, input_size: int | tuple[int, int] | None = None) -> dict[str, tuple[int, int]]:
@@ -89,7 +97,7 @@ class SimplePoseCodec(BaseCodec):
             x0, y0 = np.floor(lab.min(axis=0)).astype(int) - 1
             x1, y1 = np.ceil(lab.max(axis=0)).astype(int) + 1
             person[max(y0, 0) : max(y1 + 1, 0), max(x0, 0) : max(x1 + 1, 0)] = 1
-        maps = create_heatmaps(joints18, person, self.stride)
+        maps = create_heatmaps(joints18, person, self.stride, sigma=self.sigma, limb_sigma=self.limb_sigma)
         mask = self._valid_mask(sample, size)[None]
         return Encoded(
             dense={"maps": torch.from_numpy(maps), "mask_misses": torch.from_numpy(np.ascontiguousarray(mask))},

@@ -30,28 +30,61 @@ from .preprocess import fuse_outputs, plan_scales, prepare_input
 
 __all__ = ["SimplePosePipeline"]
 
+try:  # core's grouper protocol ("method-neutral middle"); older cores: the grouper is called directly
+    from bupose.core.grouping import Candidates as _Candidates
+    from bupose.core.grouping import resolve_grouper as _resolve
+except ImportError:  # pragma: no cover - depends on the installed bupose-core
+    _Candidates = LimbCandidates  # type: ignore[assignment,misc]
+    _resolve = None
+
 _GROUPER_KEYS = ("thre2", "connect_ration", "mid_num", "len_rate", "connection_tole", "offset_radius", "remove_recon")
 
 
 class SimplePosePipeline(Pipeline):
-    """Official SimplePose test-time pipeline around a ``simplepose`` model."""
+    """Official SimplePose test-time pipeline around a ``simplepose`` model.
 
-    def __init__(self, model: PoseModel, **options: Any) -> None:
+    ``SimplePosePipeline(model, **options)`` (or ``(model, SimplePoseOptions(...))`` with core's declared
+    options); ``grouper`` is a registered grouper name (default ``simplepose_limbs``) or a grouper object.
+    """
+
+    options_class = SimplePoseOptions
+
+    def __init__(self, model: PoseModel, options: Any = None, /, *, grouper: Any = None, **values: Any) -> None:
         known = {f.name for f in fields(SimplePoseOptions)}
-        unknown = sorted(set(options) - known)
+        unknown = sorted(set(values) - known)
         if unknown:
             raise TypeError(f"simplepose pipeline: unknown option(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}")
-        values = dict(options)
-        if values.get("scales") is not None:
-            values["scales"] = tuple(float(s) for s in values["scales"])
         if values.get("input_size") is None and isinstance(model.config, dict) and model.config.get("input_size"):
             values["input_size"] = int(model.config["input_size"])
-        super().__init__(model, **values)
-        self.opts = SimplePoseOptions(**values)
+        if options is None:
+            super().__init__(model, **values)
+        else:
+            super().__init__(model, options, **values)
+        if isinstance(self.options, SimplePoseOptions):
+            self.opts = self.options
+        else:  # a core without declared options: values as given
+            if values.get("scales") is not None:
+                values["scales"] = tuple(float(s) for s in values["scales"])
+            self.opts = SimplePoseOptions(**values)
         self.input_format = str(getattr(model.backbone, "input_format", "imagenet_rgb"))
         self._mean = torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1)
         self._std = torch.tensor(IMAGENET_STD).view(1, 3, 1, 1)
-        self.grouper = SimplePoseLimbGrouper("coco17", **{k: getattr(self.opts, k) for k in _GROUPER_KEYS})
+        self.grouper = self._resolve_grouper(model, grouper)
+
+    def _resolve_grouper(self, model: PoseModel, grouper: Any) -> Any:
+        """The grouper in use: core's resolution by name when this core has groupers, else ours."""
+        limbs_options = {k: getattr(self.opts, k) for k in _GROUPER_KEYS}
+        if grouper is not None and not isinstance(grouper, str):
+            return grouper
+        if _resolve is None:
+            if grouper not in (None, "simplepose_limbs"):
+                raise TypeError(f"grouper {grouper!r}: this bupose-core has no grouper registry")
+            return SimplePoseLimbGrouper("coco17", **limbs_options)
+        name = grouper or "simplepose_limbs"
+        resolved, _spec = _resolve(
+            model.head_name, grouper, model.layout, options=limbs_options if name == "simplepose_limbs" else None
+        )
+        return resolved
 
     def _autocast(self) -> contextlib.AbstractContextManager[Any]:
         if not self.opts.amp:
@@ -79,8 +112,8 @@ class SimplePosePipeline(Pipeline):
         candidate, part = find_peaks(heatmaps, self.opts.thre1, self.opts.offset_radius)
         xy = [candidate[part == k, :2] for k in range(18)]
         scores = [candidate[part == k, 2] for k in range(18)]
-        cands = LimbCandidates(
-            "coco17", xy, scores, maps={"limb_heatmaps": np.moveaxis(limbs, 2, 0)}, image_size=heatmaps.shape[:2]
+        cands = _Candidates(
+            "coco17", xy, scores, maps={"limb_heatmaps": np.moveaxis(limbs, 2, 0)}, image_size=tuple(heatmaps.shape[:2])
         )
         return self.grouper(cands)
 
@@ -94,4 +127,4 @@ class SimplePosePipeline(Pipeline):
 
     @property
     def grouping_params(self) -> LimbGroupingParams:
-        return self.grouper.params
+        return LimbGroupingParams(**{k: getattr(self.opts, k) for k in ("thre1", *_GROUPER_KEYS)})

@@ -45,9 +45,17 @@ def coco_to_internal18(joints: np.ndarray) -> np.ndarray:
     return out
 
 
-def create_heatmaps(joints18: np.ndarray, mask_all: np.ndarray, stride: int = 4) -> np.ndarray:
+def create_heatmaps(
+    joints18: np.ndarray,
+    mask_all: np.ndarray,
+    stride: int = 4,
+    *,
+    sigma: float = SIGMA,
+    limb_sigma: float = LIMB_SIGMA,
+) -> np.ndarray:
     """The (50, h, w) float32 targets for people ``joints18`` (N, 18, 3) in canvas pixels (internal v)
-    and the person mask ``mask_all`` (h, w) at target resolution."""
+    and the person mask ``mask_all`` (h, w) at target resolution. ``sigma`` / ``limb_sigma`` are in
+    canvas pixels (official 9 / 7 on the 512 canvas)."""
     mask_all = np.asarray(mask_all)
     h, w = mask_all.shape
     joints18 = np.asarray(joints18, dtype=np.float64).reshape(-1, NUM_KEYPOINTS, 3)
@@ -66,7 +74,7 @@ def create_heatmaps(joints18: np.ndarray, mask_all: np.ndarray, stride: int = 4)
             y0, y1 = max(cy - WINDOW, 0), min(cy + WINDOW + 1, h)
             if x0 >= x1 or y0 >= y1:
                 continue
-            two_s2 = np.float32(2 * SIGMA**2)
+            two_s2 = np.float32(2 * sigma**2)
             ex = np.exp(-((gx32[x0:x1] - np.float32(x)) ** 2) / two_s2)
             ey = np.exp(-((gy32[y0:y1] - np.float32(y)) ** 2) / two_s2)
             g = np.outer(ey, ex)
@@ -95,7 +103,7 @@ def create_heatmaps(joints18: np.ndarray, mask_all: np.ndarray, stride: int = 4)
             px = gx32[None, x0 : x1 + 1] - xa32
             py = gy32[y0 : y1 + 1, None] - ya32
             dist = np.abs(px * dy - py * dx) / norm
-            g = np.exp(-(dist**2) / np.float32(2 * LIMB_SIGMA**2))
+            g = np.exp(-(dist**2) / np.float32(2 * limb_sigma**2))
             g[g <= LIMB_THRE] = np.float32(LIMB_FLOOR)
             total[y0 : y1 + 1, x0 : x1 + 1] += g
             count[y0 : y1 + 1, x0 : x1 + 1] += 1
