@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 import torch
 
 from bupose.core.model import PoseModel
@@ -69,3 +70,22 @@ def test_imagenet_rgb_input_equals_bgr01() -> None:
     rgb_norm = (bgr.flip(1) - mean) / std
     with torch.no_grad():
         torch.testing.assert_close(a(bgr)["stack1_scale0_pred"], b(rgb_norm)["stack1_scale0_pred"], rtol=1e-4, atol=1e-5)
+
+
+def test_single_stack_variant_on_another_backbone() -> None:
+    from bupose.core.layouts import get_layout
+    from bupose.core.specs import FeatureShape
+    from bupose.simplepose.model import SimplePoseHead
+
+    shapes = {"b0": FeatureShape(8, 4), "b1": FeatureShape(16, 8), "concat": FeatureShape(24, 4)}
+    head = SimplePoseHead(shapes, get_layout("coco17"), hidden=16)
+    feats = {"b0": torch.rand(2, 8, 16, 16), "b1": torch.rand(2, 16, 8, 8), "concat": torch.rand(2, 24, 16, 16)}
+    out = head(feats)
+    assert out["maps"].shape == (2, 50, 16, 16) and set(out) == {"maps", "pyramid_s0_0"}
+    targets = {"maps": torch.rand(2, 50, 16, 16), "mask_misses": torch.ones(2, 1, 16, 16)}
+    head.loss(out, targets)["focal_l2"].backward()
+    assert head.predictor is not None and head.predictor[0].conv.weight.grad is not None
+    no_concat = SimplePoseHead({"b0": FeatureShape(8, 4), "b1": FeatureShape(16, 8)}, get_layout("coco17"), hidden=16)
+    assert no_concat({"b0": feats["b0"], "b1": feats["b1"]})["maps"].shape == (2, 50, 16, 16)
+    with pytest.raises(ValueError, match="stride-4"):
+        SimplePoseHead({"c5": FeatureShape(8, 32)}, get_layout("coco17"))
