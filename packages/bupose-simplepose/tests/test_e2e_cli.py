@@ -36,6 +36,7 @@ def test_run_writes_results(official_file: Path, tmp_path: Path) -> None:
     result = CliRunner().invoke(build_cli(), args, catch_exceptions=False)
     assert result.exit_code == 0, result.output
     entries = json.loads((out / "results.json").read_text())
+    assert entries, "the low thresholds must give people even with recipe weights"
 
     from bupose.core.inference import load_model
 
