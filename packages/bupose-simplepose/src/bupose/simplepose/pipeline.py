@@ -87,10 +87,9 @@ class SimplePosePipeline(Pipeline):
         return resolved
 
     def _autocast(self) -> contextlib.AbstractContextManager[Any]:
-        if not self.opts.amp:
-            return contextlib.nullcontext()
-        dev = self.device.type
-        return torch.autocast(dev, dtype=torch.float16 if dev == "cuda" else torch.bfloat16)
+        from bupose.core.amp import autocast
+
+        return autocast(self.device, self.opts.amp)
 
     def network_maps(self, image_bgr: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Fused (heatmaps (H, W, 20), limb maps (H, W, 30)) for one BGR uint8 image."""
