@@ -23,7 +23,7 @@ def _run(pipe: SimplePosePipeline, bgr: np.ndarray) -> dict[str, float]:
     t0 = time.perf_counter()
     heat, limbs = pipe.network_maps(bgr)
     t1 = time.perf_counter()
-    pipe.group(heat, limbs)
+    pipe.group_maps(heat, limbs)
     t2 = time.perf_counter()
     return {"network+fusion": t1 - t0, "grouping": t2 - t1, "total": t2 - t0}
 

@@ -89,3 +89,23 @@ def test_single_stack_variant_on_another_backbone() -> None:
     assert no_concat({"b0": feats["b0"], "b1": feats["b1"]})["maps"].shape == (2, 50, 16, 16)
     with pytest.raises(ValueError, match="stride-4"):
         SimplePoseHead({"c5": FeatureShape(8, 32)}, get_layout("coco17"))
+
+
+def test_pipeline_grouper_choice() -> None:
+    from bupose.core.poses import Poses
+    from bupose.simplepose.pipeline import SimplePosePipeline
+
+    model = TestSimplePoseOnSmallIMHN().make_model().eval()
+    seen = []
+
+    def custom(candidates):
+        seen.append((candidates.layout, candidates.num_joints, candidates.maps["limb_heatmaps"].shape))
+        return Poses.empty(17, "coco17")
+
+    img = np.random.default_rng(0).integers(0, 255, (60, 70, 3), dtype=np.uint8)
+    pipe = SimplePosePipeline(model, grouper=custom, scales=(1.0,), input_size=64)
+    with torch.inference_mode():
+        assert len(pipe.predict_batch([img])[0]) == 0
+    assert seen == [("cmu18", 18, (30, 60, 70))]
+    default = SimplePosePipeline(model, scales=(1.0,), thre2=0.05)
+    assert default.grouper_name == "simplepose_limbs" and default.grouper.params.thre2 == 0.05

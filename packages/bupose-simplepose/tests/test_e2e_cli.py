@@ -44,7 +44,7 @@ def test_run_writes_results(official_file: Path, tmp_path: Path) -> None:
     rgb = img[:, :, ::-1].copy()
     with torch.inference_mode():
         heat, limbs = est.pipeline.network_maps(img)
-        direct = est.pipeline.group(heat, limbs)
+        direct = est.pipeline.group_maps(heat, limbs)
         via_predict = est.predict(rgb)[0]
     np.testing.assert_array_equal(via_predict.keypoints, direct.keypoints)
     assert len(entries) == len(direct)

@@ -85,8 +85,8 @@ def test_bad_limb_maps_shape() -> None:
 
 
 def test_registered_grouper_on_candidates(fixture: dict) -> None:
+    from bupose.core.grouping import Candidates as LimbCandidates
     from bupose.core.plugins import get_registry
-    from bupose.simplepose.grouper import LimbCandidates
 
     spec = get_registry().get("groupers", "simplepose_limbs")
     grouper = spec.load()("coco17")

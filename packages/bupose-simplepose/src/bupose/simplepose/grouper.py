@@ -1,13 +1,13 @@
 """The registered grouper ``simplepose_limbs``: CMU-18 keypoint candidates + 30 limb heatmaps -> COCO people.
 
-Built as ``SimplePoseLimbGrouper(layout, **options)`` and called on one image's candidates: an object
-with ``xy`` / ``scores`` (18 per-joint arrays, CMU order, image pixels), ``maps["limb_heatmaps"]``
-(30, H, W) at image resolution (``map_stride`` 1) and ``image_size`` (h, w).
+Built as ``SimplePoseLimbGrouper(layout, **options)`` (options: the limb thresholds of
+:class:`~bupose.simplepose.grouping.LimbGroupingParams`) and called on one image's
+:class:`~bupose.core.grouping.Candidates`: ``xy`` / ``scores`` of the 18 CMU joints in image pixels,
+``maps["limb_heatmaps"]`` (30, H, W) at image resolution (``map_stride`` 1) and ``image_size`` (h, w).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -17,20 +17,7 @@ from bupose.core.poses import Poses
 from .config import NUM_KEYPOINTS, NUM_LIMBS
 from .grouping import LimbGroupingParams, group_candidates
 
-__all__ = ["LimbCandidates", "SimplePoseLimbGrouper"]
-
-
-@dataclass
-class LimbCandidates:
-    """Per-image candidates in the shape core's grouper protocol uses (xy, scores, maps, map_stride, image_size)."""
-
-    layout: str
-    xy: list[np.ndarray]
-    scores: list[np.ndarray]
-    maps: dict[str, np.ndarray] = field(default_factory=dict)
-    map_stride: float = 1.0
-    image_size: tuple[int, int] | None = None
-    fields: dict[str, list[np.ndarray]] = field(default_factory=dict)
+__all__ = ["SimplePoseLimbGrouper"]
 
 
 class SimplePoseLimbGrouper:

@@ -20,7 +20,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from bupose.core.inference import IMAGENET_MEAN, IMAGENET_STD
+from bupose.core.algorithms.image import IMAGENET_MEAN, IMAGENET_STD
 from bupose.core.model import Backbone, Head, concat_at_finest
 from bupose.core.specs import FeatureShape, LayoutSpec
 

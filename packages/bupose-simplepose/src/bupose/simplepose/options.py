@@ -42,7 +42,3 @@ class SimplePoseOptions:
     @property
     def scale_search(self) -> tuple[float, ...]:
         return tuple(float(s) for s in self.scales) if self.scales is not None else (0.5, 1.0, 1.5, 2.0, 3.0)
-
-    @property
-    def boxsize(self) -> int:
-        return int(self.input_size) if self.input_size is not None else 512

@@ -6,21 +6,11 @@ Imports nothing heavy: every factory is a lazy ``module:attr`` string.
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Callable
-from typing import Any
 
 from bupose.core import BackboneSpec, FeatureShape, GrouperSpec, HeadSpec, WeightsSpec, hookimpl
 
 from .config import imhn_output_shapes
-
-
-def _declared(spec_cls: type, **fields: Any) -> dict[str, Any]:
-    """The spec fields this bupose-core knows: the declared test options, candidate fields and grouper
-    requirements exist from core's "method-neutral middle" (bupose.core.options / grouping) on."""
-    known = {f.name for f in dataclasses.fields(spec_cls)}
-    return {k: v for k, v in fields.items() if k in known}
-
 
 BACKBONE = BackboneSpec(
     name="imhn",
@@ -41,7 +31,8 @@ HEAD = HeadSpec(
     "pad right/bottom with 128 to a multiple of 64, BGR / 255, flip always",
     grouper="simplepose_limbs",
     layouts=("coco17",),
-    **_declared(HeadSpec, options="bupose.simplepose.options:SimplePoseOptions", candidate_fields=("limb_heatmaps",)),
+    options="bupose.simplepose.options:SimplePoseOptions",
+    candidate_fields=("limb_heatmaps",),
 )
 
 GROUPER = GrouperSpec(
@@ -49,7 +40,8 @@ GROUPER = GrouperSpec(
     factory="bupose.simplepose.grouper:SimplePoseLimbGrouper",
     summary="SimplePose limb assembly: limb-heatmap pair scoring, greedy one-to-one connections, person "
     "assembly with merging; CMU-18 candidates + 30 limb maps -> COCO-17 (vectorised, official results)",
-    **_declared(GrouperSpec, requires=("limb_heatmaps",), layouts=("coco17",)),
+    requires=("limb_heatmaps",),
+    layouts=("coco17",),
 )
 
 WEIGHTS = WeightsSpec(
