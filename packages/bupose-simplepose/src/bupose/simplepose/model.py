@@ -15,7 +15,8 @@ it adds its own single-stack predictor on the finest (stride-4) features.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
+from types import MappingProxyType
+from typing import Any, ClassVar
 
 import torch
 from torch import nn
@@ -249,6 +250,13 @@ class SimplePoseHead(Head):
     Output fields: ``maps`` (B, 50, H/4, W/4), the last stack at stride 4 (what inference reads), and
     ``pyramid_s{s}_{j}`` for every supervised stack s and scale j (training).
     """
+
+    augmentation: ClassVar[str] = "bupose.simplepose.augment:simplepose_augmentation"
+    train_defaults: ClassVar[Mapping[str, Any]] = MappingProxyType(
+        {"optimizer": "sgd", "lr": 2.5e-5, "weight_decay": 5e-4, "lr_schedule": "multistep", "lr_factor": 0.2}
+    )
+    """The official SGD (momentum 0.9, weight decay 5e-4, lr 2.5e-5 per 4-image GPU batch, x0.2 steps);
+    ``TrainConfig`` values win (the synthetic-data script uses Adam)."""
 
     def __init__(self, input_shapes: Mapping[str, FeatureShape], layout: LayoutSpec, hidden: int = 256) -> None:
         super().__init__(input_shapes, layout)
