@@ -4,7 +4,7 @@ A reduced IMHN (``--stacks`` stacks, narrow) with the ``simplepose`` head, train
 engine (Adam, warm-up, multistep), evaluated with ``bupose eval`` model mode on held-out synthetic
 scenes at single scale + flip. Writes OUT/summary.json with AP, times and settings.
 
-    python bench/train_synth.py OUT [--budget 420] [--size 128]
+    python bench/train_synth.py OUT [--steps 1200] [--budget 1500] [--size 128]
 """
 
 from __future__ import annotations
@@ -21,8 +21,8 @@ def main() -> None:
     ap.add_argument("--size", type=int, default=128, help="image and training input size")
     ap.add_argument("--train-images", type=int, default=400)
     ap.add_argument("--val-images", type=int, default=50)
-    ap.add_argument("--steps", type=int, default=600)
-    ap.add_argument("--budget", type=float, default=420.0, help="training time limit in seconds")
+    ap.add_argument("--steps", type=int, default=1200)
+    ap.add_argument("--budget", type=float, default=1500.0, help="training time limit in seconds")
     ap.add_argument("--batch-size", type=int, default=8)
     ap.add_argument("--lr", type=float, default=2e-3)
     ap.add_argument("--stacks", type=int, default=2)
