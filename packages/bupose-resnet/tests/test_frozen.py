@@ -132,7 +132,7 @@ def test_output_shapes_and_odd_input_sizes() -> None:
         "c4": (3, 5),
         "c5": (2, 3),
     }
-    assert ResNet.size_divisibility == 0
+    assert ResNet.size_divisibility == 1
 
 
 def test_registrations() -> None:

@@ -30,7 +30,7 @@ NORMS: tuple[str, ...] = ("bn", "frozen_bn")
 OUTPUT_NAMES: tuple[str, ...] = ("c2", "c3", "c4", "c5")
 """Outputs of ``layer1..layer4`` (strides 4, 8, 16, 32)."""
 
-SIZE_DIVISIBILITY = 0
+SIZE_DIVISIBILITY = 1  # core's rule: 1 = any input size works
 """ResNet needs no input divisibility: any size works and every output is ceil(size / stride).
 
 A side that is a multiple of 32 gives exactly size / stride at every output.

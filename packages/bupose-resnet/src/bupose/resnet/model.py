@@ -147,7 +147,7 @@ class ResNet(Backbone):
     (a frozen norm at 0 would switch the branch off for good). Other initialisation: He normal
     (fan-out) convolutions, norms at the identity.
 
-    ``size_divisibility`` is 0: any input size works, and each output is ceil(size / stride).
+    ``size_divisibility`` is 1: any input size works, and each output is ceil(size / stride).
     """
 
     size_divisibility: ClassVar[int] = SIZE_DIVISIBILITY
