@@ -124,8 +124,9 @@ class Poses:
         if xy.ndim != 3 or xy.shape[2] != 2:
             raise ValueError(f"supervision KeyPoints.xy must be (N, J, 2), got {xy.shape}")
         n, j = xy.shape[:2]
-        conf = getattr(key_points, "keypoint_confidence", None)
-        if conf is None:
+        if hasattr(key_points, "keypoint_confidence"):
+            conf = key_points.keypoint_confidence
+        else:  # supervision < 0.29 named it `confidence` (deprecated since)
             conf = getattr(key_points, "confidence", None)
         conf = np.ones((n, j)) if conf is None else np.asarray(conf, dtype=np.float64).reshape(n, j)
         det = getattr(key_points, "detection_confidence", None)
