@@ -194,6 +194,7 @@ def test_training_commands_make_openmp_wait_passively(command: list[str], tmp_pa
     import sys
 
     env = {k: v for k, v in os.environ.items() if k != "OMP_WAIT_POLICY"}
+    env["BUPOSE_OPENMP_PASSIVE"] = "1"  # as on a busy machine (the automatic rule is tested below)
     for given, expected in ((None, "PASSIVE"), ("ACTIVE", "ACTIVE")):
         cwd = tmp_path / str(given)
         cwd.mkdir()
@@ -202,3 +203,22 @@ def test_training_commands_make_openmp_wait_passively(command: list[str], tmp_pa
         words = run.stdout.strip().splitlines()[-1].split() if run.stdout.strip() else []
         # set before anything imported torch (when the command got that far)
         assert words and set(words) == {expected}, run.stdout + run.stderr
+
+
+def test_passive_openmp_only_when_the_machine_is_busy(monkeypatch: pytest.MonkeyPatch) -> None:
+    import types
+
+    from bupose.core.cli import _openmp
+
+    monkeypatch.delenv("OMP_WAIT_POLICY", raising=False)
+    monkeypatch.delenv("BUPOSE_OPENMP_PASSIVE", raising=False)
+    monkeypatch.setattr(_openmp, "sys", types.SimpleNamespace(modules={"torch": object()}))
+    assert _openmp.prefer_passive_openmp(load=9.0) is False  # torch already loaded: too late to choose
+    monkeypatch.setattr(_openmp, "sys", types.SimpleNamespace(modules={}))
+    assert _openmp.machine_busy(load=1.6, cpus=2) and not _openmp.machine_busy(load=1.0, cpus=2)
+    assert _openmp.prefer_passive_openmp(load=0.1) is False and "OMP_WAIT_POLICY" not in __import__("os").environ
+    monkeypatch.setenv("BUPOSE_OPENMP_PASSIVE", "0")
+    assert _openmp.prefer_passive_openmp(load=99.0) is False
+    monkeypatch.setenv("BUPOSE_OPENMP_PASSIVE", "auto")
+    assert _openmp.prefer_passive_openmp(load=99.0) is True
+    assert __import__("os").environ.pop("OMP_WAIT_POLICY") == "PASSIVE"
