@@ -118,7 +118,7 @@ def test_time_limit_hit_fails_even_above_the_goal(tmp_path: Path, monkeypatch: p
     assert result.exit_code == 1
     assert "STOPPED EARLY" in result.output
     line = result.output.strip().splitlines()[-1]
-    assert "stopped early at step 250 of 600" in line and "train.time_limit_s=1140.0 reached" in line
+    assert "stopped early at step 250 of 600" in line and "train.time_limit_s=1800.0 reached" in line
     assert "expect a lower AP than the recipe's ~0.62" in line
     assert json.loads((tmp_path / "d" / "summary.json").read_text())["stopped_early"] is True
 
