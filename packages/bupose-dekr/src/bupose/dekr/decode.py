@@ -46,6 +46,8 @@ from bupose.core.algorithms.tta import average_maps, bilinear_taps, flip_back, m
 from bupose.core.poses import Poses
 from bupose.core.specs import LayoutSpec
 
+from .options import DEKROptions
+
 __all__ = [
     "DEFAULT_OPTIONS",
     "LAYOUT_DEFAULTS",
@@ -75,11 +77,9 @@ DEFAULT_OPTIONS: dict[str, Any] = {
 }
 """Official COCO test-config values (``TEST.*``, ``DATASET.MAX_NUM_PEOPLE``, ``DATASET.SIGMA``)."""
 
-LAYOUT_DEFAULTS: dict[str, dict[str, Any]] = {
-    "coco17": {"nms_num_thre": 8, "decrease": 0.9},
-    "crowdpose14": {"nms_num_thre": 7, "decrease": 0.8},
-}
-"""Per-layout overrides of :data:`DEFAULT_OPTIONS` (the official CrowdPose yaml values)."""
+LAYOUT_DEFAULTS: dict[str, dict[str, Any]] = DEKROptions.layout_defaults
+"""Per-layout overrides of :data:`DEFAULT_OPTIONS` (the official CrowdPose yaml values); the one
+table is :attr:`bupose.dekr.options.DEKROptions.layout_defaults`."""
 
 RESCORE_LIMBS: dict[str, tuple[tuple[int, ...], tuple[int, ...]]] = {
     "coco17": (
