@@ -15,6 +15,7 @@ import json
 import os
 import tempfile
 from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -27,6 +28,7 @@ if TYPE_CHECKING:  # torch is imported lazily so that CLI start-up and plugin li
 __all__ = [
     "CheckpointError",
     "CheckpointMismatchError",
+    "HeadFileVariant",
     "atomic_write",
     "detect_official",
     "load_state_dict_strict",
@@ -226,3 +228,15 @@ def unwrap_checkpoint(
     if all(k.startswith("module.") for k in out):
         out = {k[len("module.") :]: v for k, v in out.items()}
     return out
+
+
+@dataclass(frozen=True)
+class HeadFileVariant:
+    """What an official dense-head model file is, read off its key shapes: the backbone it was trained
+    on, its layout and joint count, and the head's heatmap/input widths."""
+
+    backbone: str
+    layout: str
+    num_joints: int
+    heatmap_channels: int
+    in_channels: int

@@ -17,12 +17,11 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass
 from typing import Any
 
 import torch
 
-from bupose.core.weights import CheckpointError, CheckpointMismatchError, unwrap_checkpoint
+from bupose.core.weights import CheckpointError, CheckpointMismatchError, HeadFileVariant, unwrap_checkpoint
 
 __all__ = [
     "HEAD_PREFIXES",
@@ -48,15 +47,8 @@ _BACKBONE_BY_CHANNELS = {(32, 480): "hrnet_w32", (48, 720): "hrnet_w48"}
 _RESCORE_LAYOUT_BY_FEATURES = {74: "coco17", 59: "crowdpose14"}
 
 
-@dataclass(frozen=True)
-class Variant:
-    """What a DEKR model file is: backbone name, layout, joint count, head width."""
-
-    backbone: str
-    layout: str
-    num_joints: int
-    heatmap_channels: int
-    in_channels: int
+Variant = HeadFileVariant
+"""What a DEKR model file is (core's :class:`~bupose.core.weights.HeadFileVariant`)."""
 
 
 def detect_variant(sd: Mapping[str, Any]) -> Variant | None:

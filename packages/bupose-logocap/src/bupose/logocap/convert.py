@@ -19,12 +19,11 @@ Wrappers are opened explicitly: a ``state_dict`` / ``model`` entry holding the t
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
 from typing import Any
 
 import torch
 
-from bupose.core.weights import CheckpointError, CheckpointMismatchError, unwrap_checkpoint
+from bupose.core.weights import CheckpointError, CheckpointMismatchError, HeadFileVariant, unwrap_checkpoint
 
 __all__ = [
     "BACKBONE_PREFIX",
@@ -59,15 +58,8 @@ def unwrap(obj: Mapping[str, Any], where: str = "checkpoint") -> dict[str, torch
     return unwrap_checkpoint(obj, where, wrappers=("state_dict", "model"))
 
 
-@dataclass(frozen=True)
-class Variant:
-    """What a LOGO-CAP model file is: backbone name, joint count, widths."""
-
-    backbone: str
-    layout: str
-    num_joints: int
-    heatmap_channels: int
-    in_channels: int
+Variant = HeadFileVariant
+"""What a LOGO-CAP model file is (core's :class:`~bupose.core.weights.HeadFileVariant`)."""
 
 
 def detect_variant(sd: Mapping[str, Any]) -> Variant | None:
