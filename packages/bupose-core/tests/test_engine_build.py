@@ -70,6 +70,21 @@ def test_good_config_resolves(tmp_path: Path, registry: Registry) -> None:
     assert plan.codec.size == 32
 
 
+def test_batches_padded_to_the_backbones_size_divisibility(tmp_path: Path, registry: Registry) -> None:
+    from bupose.core.engine.build import build_components
+
+    data = _write_dataset(tmp_path / "data")
+    assert build_components(check_config(_cfg(tmp_path, data), registry=registry)).size_divisibility == 1
+    registry.add("backbones", BackboneSpec(name="tiny32", factory="test_engine_helpers:TinyBackbone",
+                                           outputs={"s4": FeatureShape(8, 4)}, summary="tiny",
+                                           size_divisibility=32))
+    cfg = load_config(None, ["head=tiny", "backbone=tiny32", f"data={data}", f"out={tmp_path / 'run'}",
+                             "input_size=32"])
+    plan = check_config(cfg, registry=registry)
+    assert plan.size_divisibility == 32
+    assert build_components(plan).size_divisibility == 32
+
+
 def test_missing_dataset_path(tmp_path: Path, registry: Registry) -> None:
     with pytest.raises(ConfigError, match=r"config: data: dataset annotations .*nowhere.json not found"):
         check_config(_cfg(tmp_path, tmp_path / "nowhere.json"), registry=registry)

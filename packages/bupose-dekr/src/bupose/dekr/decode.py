@@ -33,7 +33,7 @@ from __future__ import annotations
 import contextlib
 import warnings
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Any
 
 import numpy as np
@@ -46,7 +46,7 @@ from bupose.core.algorithms.tta import average_maps, bilinear_taps, flip_back, m
 from bupose.core.poses import Poses
 from bupose.core.specs import LayoutSpec
 
-from .options import DEKROptions
+from .options import DECODE_OPTION_NAMES, DEKROptions
 
 __all__ = [
     "DEFAULT_OPTIONS",
@@ -61,21 +61,16 @@ __all__ = [
 ]
 
 DEFAULT_OPTIONS: dict[str, Any] = {
-    "nms_thre": 0.05,
-    "nms_num_thre": 8,
-    "keypoint_threshold": 0.01,
-    "max_num_people": 30,
-    "pool_threshold1": 300,
-    "pool_threshold2": 200,
-    "decrease": 0.9,
-    "match_hmp": False,
-    "adjust_threshold": 0.05,
-    "max_absorb_distance": 75.0,
-    "gaussian_kernel": 6,
-    "sigma": 2.0,
+    **{
+        f.name: f.default
+        for f in fields(DEKROptions)
+        if f.name in DECODE_OPTION_NAMES and f.default is not None
+    },
+    **DEKROptions.layout_defaults["coco17"],
     "stride": 4.0,
 }
-"""Official COCO test-config values (``TEST.*``, ``DATASET.MAX_NUM_PEOPLE``, ``DATASET.SIGMA``)."""
+"""The decoder's defaults: the official COCO values of :class:`~bupose.dekr.options.DEKROptions`'
+decoding fields (one table, read from the dataclass) plus the output ``stride``."""
 
 LAYOUT_DEFAULTS: dict[str, dict[str, Any]] = DEKROptions.layout_defaults
 """Per-layout overrides of :data:`DEFAULT_OPTIONS` (the official CrowdPose yaml values); the one

@@ -39,6 +39,8 @@ class TrainPlan:
     transform: Any
     augmentation: str = DEFAULT_AUGMENTATION
     train_defaults: dict[str, Any] | None = None
+    size_divisibility: int = 1
+    """The backbone's ``BackboneSpec.size_divisibility``: training batches are padded to it."""
 
 
 def _open_dataset(spec: str, key: str, layout: str | None) -> Any:
@@ -62,7 +64,7 @@ def check_config(cfg: TrainConfig, *, registry: Registry | None = None) -> Train
     registry = registry or get_registry()
     try:
         head_spec = registry.get("heads", cfg.head)
-        registry.get("backbones", cfg.backbone)
+        backbone_spec = registry.get("backbones", cfg.backbone)
         if cfg.layout is not None:
             registry.get("layouts", cfg.layout)
     except UnknownComponentError as exc:
@@ -124,7 +126,16 @@ def check_config(cfg: TrainConfig, *, registry: Registry | None = None) -> Train
     except (TypeError, ValueError) as exc:
         raise ConfigError(f"config: augment: {exc} (augmentation {augmentation})") from None
     return TrainPlan(
-        cfg, head_spec, layout, train_set, val_set, codec, transform, augmentation, train_defaults
+        cfg,
+        head_spec,
+        layout,
+        train_set,
+        val_set,
+        codec,
+        transform,
+        augmentation,
+        train_defaults,
+        size_divisibility=int(getattr(backbone_spec, "size_divisibility", 1) or 1),
     )
 
 
@@ -178,6 +189,7 @@ def build_components(plan: TrainPlan) -> TrainComponents:
         evaluator=evaluator,
         train_defaults=dict(plan.train_defaults or {}),
         sample_keys=tuple(plan.codec.sample_keys),
+        size_divisibility=plan.size_divisibility,
     )
 
 
