@@ -13,6 +13,7 @@ import torch
 
 GOLDEN = Path(__file__).parent / "data" / "golden"
 DEKR = GOLDEN / "dekr"
+E2E = DEKR / "e2e"
 
 
 def recipe():
@@ -25,6 +26,9 @@ def recipe():
 
 def fixture(name: str) -> dict:
     return torch.load(DEKR / name, weights_only=True)
+
+
+load = fixture
 
 
 def manifest(name: str) -> list[tuple[str, tuple[int, ...], torch.dtype, str]]:

@@ -28,7 +28,7 @@ from bupose.dekr.preprocess import WarpMeta, multi_scale_size
 
 sys.path.insert(0, str(Path(__file__).parent))
 sys.path.insert(0, str(Path(__file__).parents[1] / "bench"))
-from _golden import build_state_dict, load
+from _dekr_golden import build_state_dict, load
 from naive_decode import naive_decode
 
 FILES = {

@@ -18,7 +18,7 @@ from click.testing import CliRunner
 from bupose.core.cli import build_cli
 
 sys.path.insert(0, str(Path(__file__).parent))
-from _golden import E2E, build_state_dict, load
+from _dekr_golden import E2E, build_state_dict
 
 IMAGES = ("000000000011.png", "000000000012.png")
 IMAGE_IDS = {"000000000011.png": 11, "000000000012.png": 12}
@@ -39,9 +39,7 @@ def _no_tf32() -> Any:
 def files(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     """Checkpoints saved as the official files are (plain dicts, no prefix) + the input images."""
     tmp = tmp_path_factory.mktemp("dekr_e2e")
-    fw = load("forward_w32_coco.pt")
-    const = {k[len("const/") :]: v for k, v in fw.items() if k.startswith("const/")}
-    sd = build_state_dict("manifest_w32_coco.tsv", const)
+    sd = build_state_dict("manifest_w32_coco.tsv")
     plain = tmp / "pose_dekr_hrnetw32_coco.pth"
     torch.save(sd, plain)
     scaled = dict(sd)

@@ -19,7 +19,7 @@ from bupose.dekr.pipeline import DEKRPipeline, default_input_size, flip_shift, l
 from bupose.dekr.preprocess import multi_scale_size, normalize_images, warp_image
 
 sys.path.insert(0, str(Path(__file__).parent))
-from _golden import build_state_dict
+from _dekr_golden import build_state_dict
 
 pytest.importorskip("bupose.hrnet", reason="pipeline tests need a backbone (bupose-hrnet, test extra)")
 

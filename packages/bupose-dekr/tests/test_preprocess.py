@@ -25,7 +25,7 @@ from bupose.dekr.preprocess import (
 )
 
 sys.path.insert(0, str(Path(__file__).parent))
-from _golden import DEKR, E2E
+from _dekr_golden import DEKR, E2E
 
 ENTRIES = json.loads((DEKR / "preprocess.json").read_text())["entries"]
 

@@ -24,7 +24,7 @@ from bupose.core.weights import (
 from bupose.logocap.convert import detect_variant, from_official, split_official, to_official, unwrap
 
 sys.path.insert(0, str(Path(__file__).parent))
-from _golden import build_state_dict, manifest
+from _logocap_golden import build_state_dict, manifest
 
 
 def _meta_sd(name: str) -> dict[str, torch.Tensor]:

@@ -20,7 +20,7 @@ from bupose.logocap.decode import COCO_SIGMAS, DecodeTrace, LogoCapDecoder, clam
 from bupose.logocap.model import LogoCapHead
 
 sys.path.insert(0, str(Path(__file__).parent))
-from _golden import build_state_dict, fixture
+from _logocap_golden import build_state_dict, fixture
 
 LAYOUT = get_registry().get("layouts", "coco17")
 

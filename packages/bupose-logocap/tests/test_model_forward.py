@@ -17,7 +17,7 @@ from bupose.logocap.convert import HEAD_PREFIXES, expected_head_keys, from_offic
 from bupose.logocap.model import AttnBatchNorm2d, LogoCapHead
 
 sys.path.insert(0, str(Path(__file__).parent))
-from _golden import build_state_dict, fixture, manifest, max_rel_err
+from _logocap_golden import build_state_dict, fixture, manifest, max_rel_err
 
 COCO = "coco17"
 

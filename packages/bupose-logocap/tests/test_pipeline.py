@@ -27,7 +27,7 @@ from bupose.logocap.decode import LogoCapDecoder
 from bupose.logocap.pipeline import LogoCapPipeline
 
 sys.path.insert(0, str(Path(__file__).parent))
-from _golden import DATA, build_state_dict, headscaled
+from _logocap_golden import DATA, build_state_dict, headscaled
 
 pytest.importorskip("bupose.hrnet", reason="the pipeline tests need bupose-hrnet (test extra)")
 

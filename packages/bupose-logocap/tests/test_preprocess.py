@@ -15,7 +15,7 @@ from bupose.core.algorithms.geometry import back_project, center_scale_affine, m
 from bupose.core.algorithms.image import normalize_images
 
 sys.path.insert(0, str(Path(__file__).parent))
-from _golden import LOGOCAP
+from _logocap_golden import LOGOCAP
 
 DOC = json.loads((LOGOCAP / "preprocess.json").read_text())
 ENTRIES = DOC["entries"]
