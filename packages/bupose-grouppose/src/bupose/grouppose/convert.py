@@ -115,6 +115,8 @@ def from_official(
         raise CheckpointMismatchError(f"{where} (GroupPose aliases)", missing_alias, orphan)
     for alias, key in aliases.items():
         a, c = sd[alias], sd[key]
+        if a is c:  # one tensor under both names (the official module registered twice)
+            continue
         if a.shape != c.shape or a.dtype != c.dtype or not torch.equal(a, c):
             raise CheckpointError(
                 f"{where}: alias {alias} differs from {key}; the official model registers one module under "

@@ -54,5 +54,5 @@ class GroupPoseOptions:
             raise ValueError(f"max_size must be positive, got {self.max_size}")
         if self.batch_mode not in ("independent", "pad"):
             raise ValueError(f"batch_mode must be independent or pad, got {self.batch_mode!r}")
-        if not 1 <= self.num_select:
+        if not self.num_select >= 1:
             raise ValueError(f"num_select must be >= 1, got {self.num_select}")

@@ -431,6 +431,11 @@ class GroupPoseTransformer(nn.Module):
         out_memory = self.enc_output_norm(self.enc_output(out_memory))
         enc_class = self.enc_out_class_embed(out_memory)
         enc_kp = self.enc_pose_embed(out_memory) + proposals[..., :2].repeat(1, 1, k)
+        if enc_class.shape[1] < self.num_queries:
+            raise ValueError(
+                f"grouppose: the input gives {enc_class.shape[1]} encoder tokens over its 4 levels, fewer than "
+                f"num_queries={self.num_queries}; use a larger input (e.g. at least 96x96 for 100 queries)"
+            )
         scores, topk = torch.topk(enc_class.max(-1)[0], self.num_queries, dim=1)
         b = memory.shape[0]
         kp_sel = torch.gather(enc_kp, 1, topk.unsqueeze(-1).expand(-1, -1, 2 * k))  # logit space
