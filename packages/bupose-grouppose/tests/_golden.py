@@ -63,9 +63,11 @@ def build_state_dict(variant: str = "r50_coco", *, device: str = "cpu") -> dict[
     alias = aliases()
     out: dict[str, torch.Tensor] = {}
     window = 7 if variant.startswith("swinT") else 12
-    for key, shape, dtype, kind in manifest(variant):
+    rows = manifest(variant)
+    meta = {k: torch.empty(shape, dtype=dtype, device="meta") for k, shape, dtype, _ in rows if k not in alias}
+    for key, shape, dtype, kind in rows:
         if device == "meta":
-            out[key] = out[alias[key]] if key in alias else torch.empty(shape, dtype=dtype, device="meta")
+            out[key] = meta[alias.get(key, key)]
         elif kind == "const":
             out[key] = _const(key, window).clone()
         else:

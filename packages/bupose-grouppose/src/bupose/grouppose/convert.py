@@ -148,10 +148,16 @@ def to_official(sd: Mapping[str, torch.Tensor], backbone: str) -> dict[str, torc
         raise CheckpointMismatchError("bupose GroupPose state_dict", [], bad)
     prefix = RESNET_PREFIX if backbone.startswith("resnet") else SWIN_PREFIX
     head = {k[len("head.") :]: v for k, v in sd.items() if k.startswith("head.")}
-    out: dict[str, torch.Tensor] = {k: v for k, v in head.items() if k.startswith("transformer.")}
-    for k, v in head.items():
-        if k.startswith(("class_embed.", "pose_embed.")):
-            out[f"transformer.decoder.{k}"] = v
+    out: dict[str, torch.Tensor] = {}
+    for k, v in head.items():  # the decoder's own keys, then the aliases (pose_embed, class_embed), as officially
+        if k.startswith("transformer.decoder."):
+            out[k] = v
+    for group in ("pose_embed.", "class_embed."):
+        out.update({f"transformer.decoder.{k}": v for k, v in head.items() if k.startswith(group)})
+    out = {**{k: v for k, v in head.items() if k.startswith("transformer.") and not k.startswith(
+        ("transformer.decoder.", "transformer.keypoint_embedding", "transformer.instance_embedding", "transformer.enc_"))},
+        **out}
+    out.update({k: v for k, v in head.items() if k.startswith("transformer.") and k not in out})
     out.update({k: v for k, v in head.items() if k.startswith("input_proj.")})
     for k, v in sd.items():
         if k.startswith("backbone.") and not k.endswith("num_batches_tracked"):
