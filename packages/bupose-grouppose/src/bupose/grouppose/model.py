@@ -74,9 +74,13 @@ class GroupPoseHead(Head):
         "optimizer": "adamw",
         "lr": 1e-4,
         "weight_decay": 1e-4,
-        "lr_schedule": "step",
+        "lr_schedule": "multistep",
+        "lr_milestones": [50 / 60],
         "lr_factor": 0.1,
     }
+    """AdamW lr 1e-4, weight decay 1e-4; the official StepLR (drop x0.1 at epoch 50 of 60) as a
+    multistep schedule at 50/60 of the run. Gradient clipping (official 0.1) is the run's
+    ``grad_clip`` setting (core has no head default for it)."""
     num_classes: ClassVar[int] = 2
 
     def __init__(
