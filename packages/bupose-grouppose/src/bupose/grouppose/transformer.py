@@ -454,7 +454,7 @@ class GroupPoseTransformer(nn.Module):
         references = [reference]
         for lid, layer in enumerate(self.decoder.layers):
             ref_in = reference[:, :, None] * ratios[:, None, :, None, :]  # (B, Q, L, K+1, 2)
-            pos = self.decoder.half_pose_ref_point_head(sine_embed_for_position(ref_in[:, :, 0, 1:]))
+            pos = self.decoder.half_pose_ref_point_head(sine_embed_for_position(ref_in[:, :, 0, 1:], self.d_model // 2))
             ref_tokens = ref_in.permute(0, 1, 3, 2, 4).reshape(b, -1, len(shapes), 2)
             tgt = layer(tgt, pos, ref_tokens, memory, spatial_shapes, level_start_index, mask_flat)
             new_kp = (inverse_sigmoid(reference[:, :, 1:]) + pose_embed[lid](tgt[:, :, 1:])).sigmoid()
