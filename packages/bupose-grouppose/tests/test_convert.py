@@ -6,14 +6,19 @@ from __future__ import annotations
 
 import argparse
 
+import _golden
 import pytest
 import torch
 from click.testing import CliRunner
 
-import _golden
 from bupose.core.inference import Checkpoint, load_weights
 from bupose.core.model import build_model
-from bupose.core.weights import CheckpointError, CheckpointMismatchError, load_state_dict_strict, read_checkpoint
+from bupose.core.weights import (
+    CheckpointError,
+    CheckpointMismatchError,
+    load_state_dict_strict,
+    read_checkpoint,
+)
 from bupose.grouppose.convert import (
     R50_COCO,
     SWIN_L_COCO,
@@ -99,11 +104,11 @@ class _Evil:
 def test_aliases_must_match(r50_official_sd) -> None:
     sd = dict(r50_official_sd)
     sd["transformer.decoder.class_embed.2.bias"] = sd["class_embed.2.bias"] + 1
-    with pytest.raises(CheckpointError, match="alias transformer.decoder.class_embed.2.bias differs"):
+    with pytest.raises(CheckpointError, match=r"alias transformer\.decoder\.class_embed\.2\.bias differs"):
         from_official(sd)
     sd = dict(r50_official_sd)
     del sd["transformer.decoder.pose_embed.5.layers.2.weight"]
-    with pytest.raises(CheckpointMismatchError, match="missing keys: transformer.decoder.pose_embed.5.layers.2.weight"):
+    with pytest.raises(CheckpointMismatchError, match=r"missing keys: transformer\.decoder\.pose_embed\.5\.layers\.2\.weight"):
         from_official(sd)
 
 
@@ -111,11 +116,11 @@ def test_unexpected_and_missing_head_keys_fail_the_strict_load(r50_official_sd) 
     model = build_model("grouppose", "resnet50")
     sd = dict(r50_official_sd)
     sd["transformer.decoder.norm.weight"] = torch.ones(256)
-    with pytest.raises(CheckpointMismatchError, match="unexpected keys: head.transformer.decoder.norm.weight"):
+    with pytest.raises(CheckpointMismatchError, match=r"unexpected keys: head\.transformer\.decoder\.norm\.weight"):
         load_state_dict_strict(model, from_official(sd), "extra")
     sd = dict(r50_official_sd)
     del sd["transformer.enc_output_norm.bias"]
-    with pytest.raises(CheckpointMismatchError, match="missing keys: head.transformer.enc_output_norm.bias"):
+    with pytest.raises(CheckpointMismatchError, match=r"missing keys: head\.transformer\.enc_output_norm\.bias"):
         load_state_dict_strict(model, from_official(sd), "missing")
 
 
@@ -135,7 +140,7 @@ def test_bupose_convert_writes_safetensors_without_aliases(r50_training_file, tm
     assert res.exit_code == 0, res.output
     assert "grouppose_r50_coco" in res.output
     with safe_open(str(out), framework="pt") as f:
-        keys = list(f.keys())  # noqa: SIM118
+        keys = list(f.keys())
     assert len(keys) == 662 - 48 + 53 and not any(k.startswith("head.transformer.decoder.class_embed") for k in keys)
     model = build_model("grouppose", "resnet50")
     meta = load_weights(model, out)

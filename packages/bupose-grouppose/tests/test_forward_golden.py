@@ -8,10 +8,10 @@ reference points rel 1e-4).
 
 from __future__ import annotations
 
+import _golden
 import pytest
 import torch
 
-import _golden
 from bupose.core.batch import Batch
 from bupose.core.model import build_model
 from bupose.grouppose.convert import from_official
@@ -83,7 +83,7 @@ def test_inplace_position_quirk_changes_only_aux_keypoints(run) -> None:
 
 
 def test_head_forward_fields(run) -> None:
-    model, _, fx = run
+    model = run[0]
     with torch.no_grad():
         out = model(torch.zeros(1, 3, 96, 96))
         with pytest.raises(ValueError, match="fewer than num_queries=100"):

@@ -6,10 +6,10 @@ from __future__ import annotations
 
 import json
 
+import _golden
 import pytest
 import torch
 
-import _golden
 from bupose.core.layouts import get_layout
 from bupose.grouppose.criterion import SetCriterion
 

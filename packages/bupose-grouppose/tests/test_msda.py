@@ -4,10 +4,10 @@ C++/CUDA ones of bupose-cuda-ops when installed and built). Tolerance abs 1e-5."
 
 from __future__ import annotations
 
+import _golden
 import pytest
 import torch
 
-import _golden
 from bupose.core.ops import op_choices
 
 FIX = _golden.fixture("msda_core.pt")

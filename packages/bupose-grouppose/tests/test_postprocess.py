@@ -5,10 +5,10 @@ from __future__ import annotations
 
 import json
 
+import _golden
 import numpy as np
 import torch
 
-import _golden
 from bupose.grouppose.pipeline import to_poses
 from bupose.grouppose.postprocess import coco_entries, postprocess
 

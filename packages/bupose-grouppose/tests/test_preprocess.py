@@ -6,11 +6,11 @@ from __future__ import annotations
 
 import json
 
+import _golden
 import numpy as np
 import pytest
 import torch
 
-import _golden
 from bupose.core.algorithms.geometry import short_side_resize_size
 from bupose.grouppose.preprocess import default_max_size, pad_batch, resize_image, to_network_input
 
