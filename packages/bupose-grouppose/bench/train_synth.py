@@ -4,8 +4,8 @@ training acceptance run; not a unit test: DETR-style training needs many steps).
     python packages/bupose-grouppose/bench/train_synth.py OUT [--steps 3000] [--train-images 600]
 
 Synthetic COCO-17 scenes from ``bupose data synth --difficulty easy`` (128 px), backbone
-``resnet18`` (trainable BatchNorm: a config ``param_groups`` rule ahead of the head's frozen-BN rule,
-since a from-scratch ResNet has no statistics to freeze), a reduced transformer (``--queries``,
+``resnet18`` (trainable BatchNorm: ``freeze_backbone_bn=False``, since a from-scratch ResNet has no
+statistics to freeze), a reduced transformer (``--queries``,
 ``--layers``, hidden 128, FFN 512), input 128 (the DETR augmentation scales its 480..800 / 1333 sizes
 by 128/800), AdamW at ``--lr`` (backbone x0.1, the head's rule), grad_clip 0.1, the official set
 criterion. Then ``bupose eval`` on 100 held-out scenes. Prints AP, time and the settings as one JSON line.
@@ -41,12 +41,11 @@ def main() -> None:
     run("data", "synth", "--images", str(a.train_images), "--size", "128", "--difficulty", "easy", "--out", str(train))
     run("data", "synth", "--images", str(a.val_images), "--size", "128", "--difficulty", "easy", "--seed", "1", "--out", str(val))
     head = {"num_queries": a.queries, "enc_layers": a.layers, "dec_layers": a.layers, "hidden_dim": 128,
-            "dim_feedforward": 512, "nheads": 8}  # fmt: skip
+            "dim_feedforward": 512, "nheads": 8, "freeze_backbone_bn": False}  # fmt: skip
     settings = {
         "input_size": 128, "batch_size": a.batch_size, "steps": a.steps, "lr": a.lr, "grad_clip": 0.1,
         "warmup_steps": 50, "workers": 0, "tensorboard": "false", "progress": "false", "eval_every": 0,
         "head_kwargs": json.dumps(head), "codec_kwargs": json.dumps({"num_queries": a.queries}),
-        "param_groups": json.dumps([{"prefix": "backbone.", "lr_scale": 0.1}]),
     }
     t0 = time.time()
     run("train", "--head", "grouppose", "--backbone", "resnet18", "--data", str(train), "--out", str(out / "run"),

@@ -110,6 +110,11 @@ def test_param_groups_backbone_lr_and_frozen_bn() -> None:
     assert lrs == {"default": 1e-4, "backbone.": pytest.approx(1e-5)}
     assert plan.frozen_bn and all(isinstance(m, torch.nn.BatchNorm2d) for m in plan.frozen_bn)
     assert "backbone.bn1.weight" in plan.frozen
+    model.head.freeze_backbone_bn = False  # from-scratch backbones keep trainable BatchNorm
+    for p in model.parameters():
+        p.requires_grad_(True)
+    plan = plan_param_groups(model, model.param_group_rules(), lr=1e-4, weight_decay=1e-4)
+    assert not plan.frozen_bn and not plan.frozen
 
 
 def test_engine_trains_and_the_result_predicts(tmp_path) -> None:
