@@ -138,3 +138,22 @@ def test_engine_trains_and_the_result_predicts(tmp_path) -> None:
     img = read_image(next((ann.parent / "images").iterdir()))
     poses = est.predict([img])[0]
     assert poses.num_keypoints == 17 and len(poses) <= 10
+
+
+def test_crowdpose_layout_through_core_evaluation(tmp_path) -> None:
+    """crowdpose14 end to end at small size: 14-joint outputs, and core's CrowdPose protocol (one
+    results list, evaluated once over the whole set, E/M/H by crowd index) gives every metric."""
+    from bupose.core.data.dataset import load_dataset
+    from bupose.core.data.synth import generate
+    from bupose.core.engine.evaluation import evaluate_model
+    from bupose.core.model import build_model
+
+    ann = generate(tmp_path / "cp", layout="crowdpose14", num_images=3, size=64, seed=0, difficulty="easy", progress=False)
+    model = build_model("grouppose", "resnet18", "crowdpose14", head_kwargs={
+        "num_queries": 10, "enc_layers": 1, "dec_layers": 1, "dim_feedforward": 64, "hidden_dim": 64, "nheads": 4})
+    model.config["input_size"] = 64
+    out = model.eval()(torch.zeros(1, 3, 64, 64))
+    assert out["pred_keypoints"].shape == (1, 10, 42) and out["interm_pred_keypoints"].shape == (1, 10, 28)
+    results, metrics = evaluate_model(model, load_dataset(str(ann)), batch_size=2, progress=False)
+    assert results and all(len(r["keypoints"]) == 42 for r in results)
+    assert {"AP", "APE", "APM", "APH"} <= set(metrics)
