@@ -66,3 +66,20 @@ def test_module_uses_the_op_lookup(monkeypatch) -> None:
         assert out.shape == (1, 7, 32) and torch.isfinite(out).all()
     finally:
         clear_op_cache()
+
+
+def test_module_runs_the_op_in_float32_under_autocast() -> None:
+    """As the official op casts fp16 inputs: under autocast the sampling runs in fp32 and the
+    projections in the autocast dtype; the result stays close to the fp32 one."""
+    from bupose.grouppose.transformer import MSDeformAttn
+
+    torch.manual_seed(0)
+    attn = MSDeformAttn(32, n_levels=2, n_heads=2, n_points=2).eval()
+    shapes, starts = torch.tensor([[4, 5], [2, 3]]), torch.tensor([0, 20])
+    q, value, ref = torch.randn(1, 7, 32), torch.randn(1, 26, 32), torch.rand(1, 7, 2, 2)
+    with torch.no_grad():
+        full = attn(q, ref, value, shapes, starts)
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            low = attn(q, ref, value, shapes, starts)
+    assert low.dtype == torch.bfloat16
+    torch.testing.assert_close(low.float(), full, rtol=5e-2, atol=5e-2)
