@@ -5,6 +5,7 @@
     nox -s integration        everything installed together, the example plugin, CLI end to end
     nox -s demo               the README's main job (synthetic data -> train -> evaluate -> overlays)
     nox -s gpu                CUDA tests and GPU benchmarks (not run by default; needs a GPU)
+    nox -s grouppose_synth    GroupPose trained on synthetic scenes (slow; not run by default)
 
 torch: where this machine offers a local torch wheel (pip's ``find-links``, ``PIP_FIND_LINKS`` or
 ``BUPOSE_TORCH_WHEELS``), every session installs exactly that wheel and pins torch to it, so no
@@ -173,6 +174,15 @@ def logocap_synth(session: nox.Session) -> None:
     _install_packages(session, ["bupose-core", "bupose-hrnet", "bupose-logocap"])
     out = session.posargs[0] if session.posargs else str(ROOT / "logocap-synth-output")
     session.run("python", str(PACKAGES["bupose-logocap"] / "bench" / "train_synth.py"), out, *session.posargs[1:])
+
+
+@nox.session(python=PYTHON, default=False)
+def grouppose_synth(session: nox.Session) -> None:
+    """GroupPose (resnet18, reduced transformer) trained on synthetic scenes on the CPU, AP on held-out
+    scenes (long: DETR-style training converges slowly; not CI)."""
+    _install_packages(session, ["bupose-core", "bupose-resnet", "bupose-grouppose"])
+    out = session.posargs[0] if session.posargs else str(ROOT / "grouppose-synth-output")
+    session.run("python", str(PACKAGES["bupose-grouppose"] / "bench" / "train_synth.py"), out, *session.posargs[1:])
 
 
 @nox.session(python=PYTHON, default=False)
