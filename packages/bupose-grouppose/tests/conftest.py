@@ -11,7 +11,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-import _golden
+import _grouppose_golden as _golden
 
 
 @pytest.fixture(scope="session")

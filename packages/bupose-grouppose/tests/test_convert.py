@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import argparse
 
-import _golden
+import _grouppose_golden as _golden
 import pytest
 import torch
 from click.testing import CliRunner

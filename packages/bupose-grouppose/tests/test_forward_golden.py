@@ -8,7 +8,7 @@ reference points rel 1e-4).
 
 from __future__ import annotations
 
-import _golden
+import _grouppose_golden as _golden
 import pytest
 import torch
 

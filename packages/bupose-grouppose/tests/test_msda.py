@@ -4,7 +4,7 @@ C++/CUDA ones of bupose-cuda-ops when installed and built). Tolerance abs 1e-5."
 
 from __future__ import annotations
 
-import _golden
+import _grouppose_golden as _golden
 import pytest
 import torch
 

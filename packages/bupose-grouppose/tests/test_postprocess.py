@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 
-import _golden
+import _grouppose_golden as _golden
 import numpy as np
 import torch
 
