@@ -348,13 +348,20 @@ def read_image(path: str | os.PathLike[str]) -> np.ndarray:
 
 def check_output_dir(path: str | os.PathLike[str], flag: str = "--output") -> None:
     """Raise ``ValueError`` (one line naming ``flag`` and ``path``) unless ``path`` is, or can be
-    created as, a folder this process can write files in. Creates the folder; writes nothing else."""
+    created as, a folder this process can write files in. Creates nothing (a probe file is written
+    and removed in the nearest existing folder)."""
     p = os.fspath(path)
-    if os.path.exists(p) and not os.path.isdir(p):
-        raise ValueError(f"{flag} {p}: exists and is not a folder")
+    existing = os.path.abspath(p)
+    while not os.path.exists(existing):  # the folder is made later, by the writer: nothing is left on failure
+        parent = os.path.dirname(existing)
+        if parent == existing:
+            break
+        existing = parent
+    if not os.path.isdir(existing):
+        where = "exists and is not a folder" if existing == os.path.abspath(p) else f"{existing} is not a folder"
+        raise ValueError(f"{flag} {p}: {where}")
     try:
-        os.makedirs(p, exist_ok=True)
-        fd, probe = tempfile.mkstemp(prefix=".bupose-write-check.", dir=p)
+        fd, probe = tempfile.mkstemp(prefix=".bupose-write-check.", dir=existing)
         os.close(fd)
         os.unlink(probe)
     except OSError as exc:

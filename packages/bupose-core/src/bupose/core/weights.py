@@ -144,24 +144,31 @@ def read_checkpoint(path: str | os.PathLike[str], *, trust: bool = False) -> tup
             raise CheckpointError(f"{path}: the 'bupose' metadata of the safetensors file is not a JSON object")
         return tensors, info
     if not magic:
-        raise CheckpointError(f"{path}: empty file")
+        raise CheckpointError(f"{path}: empty file (0 bytes), not a checkpoint")
+    if not (magic.startswith(b"PK\x03\x04") or magic[:1] == b"\x80"):  # torch.save: a zip archive or a pickle
+        raise CheckpointError(
+            f"{path}: not a checkpoint (a PyTorch file is a zip archive or a pickle, a bupose file is safetensors; "
+            f"this one starts with {magic[:8]!r})"
+        )
     _allow_official_types()
+    import warnings
+
     import torch
 
     try:
-        obj = torch.load(path, map_location="cpu", weights_only=not trust)
+        with warnings.catch_warnings():  # torch's pickle-protocol warnings name no file
+            warnings.simplefilter("ignore")
+            obj = torch.load(path, map_location="cpu", weights_only=not trust)
     except Exception as exc:
         text = str(exc)
-        if "weights_only" in text or "Unsupported global" in text:
-            found = re.search(r"Unsupported global: GLOBAL ([\w.]+)", text) or re.search(r"global '([\w.]+)'", text)
-            what = f" ({found.group(1)})" if found else ""
+        found = re.search(r"GLOBAL ([\w.]+)", text) or re.search(r"global '([\w.]+)'", text)
+        if not trust and (found or "Unsupported operand" in text or "weights_only" in text):
+            what = f"pickled Python object {found.group(1)}" if found else "pickle data that is not plain tensors"
             raise CheckpointError(
-                f"{path}: the file holds pickled Python objects beyond tensors{what}, which were not loaded "
-                "(weights_only); if you trust its origin, pass --trust-checkpoint (Python: trust=True)"
+                f"{path}: holds {what}, which was not loaded (checkpoints are read with weights_only: no code "
+                "runs); if you trust the file's origin, pass --trust-checkpoint (Python: trust=True)"
             ) from exc
-        raise CheckpointError(
-            f"{path}: not a readable checkpoint (truncated, or not a PyTorch/safetensors file: {_first_line(exc)})"
-        ) from exc
+        raise CheckpointError(f"{path}: not a readable checkpoint (truncated or damaged: {_first_line(exc)})") from exc
     if not isinstance(obj, Mapping):
         raise CheckpointError(f"{path}: expected a dict of tensors, found {type(obj).__name__}")
     return dict(obj), {}
