@@ -271,7 +271,7 @@ def short_side_resize_size(
     if max_size is not None:
         short, long = float(min(h, w)), float(max(h, w))
         if long / short * size > max_size:
-            size = round(max_size * short / long)
+            size = max(1, round(max_size * short / long))  # an extreme aspect ratio keeps >= 1 pixel
     if (w <= h and w == size) or (h <= w and h == size):
         return h, w
     if w < h:
