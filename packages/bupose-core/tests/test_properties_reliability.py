@@ -17,6 +17,7 @@ from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
 from bupose.core.algorithms.geometry import (
+    MAX_ASPECT_RATIO,
     apply_affine,
     back_project,
     center_scale_affine,
@@ -36,7 +37,7 @@ from bupose.core.poses import Poses
 SETTINGS = settings(
     max_examples=30, deadline=None, derandomize=True, suppress_health_check=[HealthCheck.function_scoped_fixture]
 )
-SIDES = st.integers(1, 4000)
+SIDES = st.one_of(st.integers(1, 4000), st.sampled_from([1, 2, 3]))
 ODD_VALUES = st.sampled_from([0.0, 1.0, -1.0, 1e-30, 1e30, float("nan"), float("inf"), -float("inf")])
 
 
@@ -64,7 +65,12 @@ def _poison(args: tuple[np.ndarray, int, float]) -> np.ndarray:
        rounding=st.sampled_from(["add_floor", "ceil"]))
 def test_multi_scale_size_is_positive_and_round_trips_the_centre(h: int, w: int, size: int, factor: float,
                                                                   rounding: str) -> None:
+    if max(h, w) > MAX_ASPECT_RATIO * min(h, w):
+        with pytest.raises(ValueError, match=r"aspect ratio \d+:1 is beyond"):
+            multi_scale_size((h, w), size, factor, rounding=rounding)  # type: ignore[arg-type]
+        return
     meta = multi_scale_size((h, w), size, factor, rounding=rounding)  # type: ignore[arg-type]
+    assert max(meta.size_wh) <= (MAX_ASPECT_RATIO + 1) * factor * (size + 128)
     assert meta.size_wh[0] >= 1 and meta.size_wh[1] >= 1
     assert all(math.isfinite(v) and v > 0 for v in meta.scale)
     mid = np.array([[meta.size_wh[0] / 2.0, meta.size_wh[1] / 2.0]])
