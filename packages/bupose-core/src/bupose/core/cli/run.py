@@ -26,6 +26,7 @@ import click
 import numpy as np
 
 from ..io import check_output_dir, quiet_native_stderr, read_image, set_max_image_pixels
+from ..io import max_image_pixels as image_pixel_limit
 
 __all__ = [
     "IMAGE_EXTS", "VIDEO_EXTS", "InputItem", "collect_inputs", "head_options", "iter_frames",
@@ -370,9 +371,10 @@ def run_command(
         click.echo(f"warning: {msg}; skipped", err=True)
     try:
         check_output_dir(output, "--output")  # before any work
+        set_max_image_pixels(max_image_pixels)
+        image_pixel_limit()  # a bad BUPOSE_MAX_IMAGE_PIXELS is one error now, not one per image
     except ValueError as exc:
         raise BuposeError(str(exc)) from None
-    set_max_image_pixels(max_image_pixels)
     gt_ids = _gt_ids(annotations) if annotations else {}
     checkpoint = Checkpoint.read(weights, trust=trust)  # read and recognised once, for layout and model
     if layout is None:
