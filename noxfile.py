@@ -151,7 +151,7 @@ def integration(session: nox.Session) -> None:
     """Everything together: backbone x head combinations, CLI end to end, the example plugin."""
     _install_packages(session, list(PACKAGES), examples=True)
     # bupose-core[export] (ONNX export checked in onnxruntime) and [supervision] (Poses interop)
-    _install(session, "onnx>=1.16", "onnxruntime>=1.18", "supervision>=0.26")
+    _install(session, "onnx>=1.16", "onnxruntime>=1.18", "supervision>=0.26", "pillow>=10")  # pillow: CMYK JPEG corpus case
     for example in EXAMPLES:
         session.run("pytest", str(example / "tests"), "-q")
     session.run("pytest", "integration_tests", "-q", *session.posargs)

@@ -77,7 +77,7 @@ class ExamplePipeline(GroupingPipeline):
         batch, scales = [], []
         for img in images:
             scale = s / max(img.shape[:2])
-            h, w = round(img.shape[0] * scale), round(img.shape[1] * scale)
+            h, w = max(1, round(img.shape[0] * scale)), max(1, round(img.shape[1] * scale))  # 1x5000 too
             canvas = np.zeros((s, s, 3), np.uint8)
             canvas[:h, :w] = cv2.resize(img, (w, h), interpolation=cv2.INTER_LINEAR)
             batch.append(canvas)

@@ -11,6 +11,7 @@ default: the head's). :class:`Estimator` wraps a model and its pipeline behind `
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
@@ -182,13 +183,8 @@ def load_weights(
         checkpoint = Checkpoint(str(weights), *checkpoint)
     raw, meta = checkpoint.raw, checkpoint.meta
     if meta:
-        for field in ("head", "backbone", "layout"):
-            expected = meta.get(field)
-            actual = model.metadata()[field]
-            if expected is not None and expected != actual:
-                raise CheckpointError(
-                    f"{weights}: checkpoint is for {field} {expected!r}, but the model uses {actual!r}"
-                )
+        own = model.metadata()
+        _check_fits(checkpoint, own["head"], own["backbone"], own["layout"], str(weights), registry or get_registry())
         load_state_dict_strict(model, raw, str(weights))
         return meta
     spec = checkpoint.official(registry)
@@ -198,18 +194,74 @@ def load_weights(
         ):
             load_state_dict_strict(model, raw, str(weights))
             return {}
+        other = detect_official(raw, registry=registry, role=None)
+        if other is not None and other.role != "model":
+            raise CheckpointError(
+                f"{weights}: this is the {other.role} file {other.name} ({other.summary or other.backbone}), "
+                f"not a whole {model.head_name} model; use it as init weights for `bupose train`"
+            )
         raise CheckpointError(
             f"{weights}: not a bupose checkpoint and not a known official key layout "
             f"(known: {', '.join(sorted((registry or get_registry()).names('weights'))) or 'none installed'})"
         )
-    if spec.head != model.head_name:
-        raise CheckpointError(
-            f"{weights}: this is an official {spec.head} checkpoint ({spec.name}); "
-            f"the model was built with head {model.head_name!r}"
-        )
+    _check_official_fits(spec, model.metadata(), str(weights))
     converted = spec.load().convert(raw)
     load_state_dict_strict(model, converted, f"{weights} ({spec.name})")
     return {"official": spec.name}
+
+
+def _width_of(backbone: str) -> str | None:
+    """The channel width in a backbone name such as ``hrnet_w48`` (``None`` when it names none)."""
+    m = re.search(r"_w(\d+)", backbone)
+    return m.group(1) if m else None
+
+
+def _width(backbone: str) -> str:
+    w = _width_of(backbone)
+    return f" (width {w})" if w else ""
+
+
+def _check_fits(
+    checkpoint: Checkpoint, head: str, backbone: str, layout: str | None, where: str, registry: Registry
+) -> None:
+    """What :func:`load_weights` checks, done on the names alone (no model built yet)."""
+    wanted = {"head": head, "backbone": backbone, "layout": layout}
+    if checkpoint.meta:
+        for name in ("head", "backbone", "layout"):
+            expected, actual = checkpoint.meta.get(name), wanted[name]
+            if expected is not None and actual is not None and expected != actual:
+                width = ""
+                if name == "backbone" and _width_of(str(expected)) and _width_of(str(actual)):
+                    width = f" (width {_width_of(str(expected))} vs {_width_of(str(actual))})"
+                raise CheckpointError(
+                    f"{where}: checkpoint is for {name} {expected!r}, but the model uses {actual!r}{width}: "
+                    f"use --{name} {expected}"
+                )
+        return
+    spec = checkpoint.official(registry)
+    if spec is not None:
+        _check_official_fits(spec, wanted, where)
+
+
+def _check_official_fits(spec: WeightsSpec, meta: Mapping[str, Any], where: str) -> None:
+    """One line naming what differs when an official file is not for the model's head/backbone/layout
+    (``meta``: the model's names; ``None`` values are not checked)."""
+    if spec.head and meta.get("head") and spec.head != meta["head"]:
+        raise CheckpointError(
+            f"{where}: this is an official {spec.head} checkpoint ({spec.name}); "
+            f"the model was built with head {meta['head']!r}: use --head {spec.head}"
+        )
+    if spec.backbone and meta.get("backbone") and spec.backbone != meta["backbone"]:
+        raise CheckpointError(
+            f"{where}: this official checkpoint ({spec.name}) is for backbone {spec.backbone}{_width(spec.backbone)}, "
+            f"but the model was built with --backbone {meta['backbone']}{_width(meta['backbone'])}: "
+            f"use --backbone {spec.backbone}"
+        )
+    if spec.layout and meta.get("layout") and spec.layout != meta["layout"]:
+        raise CheckpointError(
+            f"{where}: this official checkpoint ({spec.name}) is for layout {spec.layout}, "
+            f"but the model was built with --layout {meta['layout']}: use --layout {spec.layout} (or omit --layout)"
+        )
 
 
 def load_model(
@@ -244,6 +296,8 @@ def load_model(
         raise CheckpointError(f"head {head!r} declares no inference pipeline")
     if weights is not None and checkpoint is None:
         checkpoint = Checkpoint.read(weights, trust=trust)
+    if checkpoint is not None:  # a file for another head/backbone/layout: say so before building anything
+        _check_fits(checkpoint, head, backbone, layout, str(weights), registry)
     stored = checkpoint.meta.get("config") if checkpoint is not None else None
     trained = dict(stored) if isinstance(stored, Mapping) else {}  # a bupose-trained file's model config
     if head_kwargs is None:

@@ -50,17 +50,25 @@ class Poses:
         xy = self.keypoints[:, :, :2]
         lo = xy.min(axis=1)
         hi = xy.max(axis=1)
-        return np.concatenate([lo, hi - lo], axis=1)
+        with np.errstate(invalid="ignore"):  # inf - inf: such a person is left out of the results
+            return np.concatenate([lo, hi - lo], axis=1)
 
     def to_coco(self, image_id: Any, category_id: int = 1, with_bbox: bool = True) -> list[dict[str, Any]]:
-        """One COCO results entry per person (plain Python floats, JSON-ready)."""
+        """One COCO results entry per person (plain Python floats, JSON-ready, never NaN/inf).
+
+        A person whose score or any joint coordinate is not finite is left out (it has no place in an
+        image); a non-finite joint score is written as 0.
+        """
         out: list[dict[str, Any]] = []
         boxes = self.bboxes()
-        for i in range(len(self)):
+        finite = np.isfinite(self.scores) & np.isfinite(self.keypoints[:, :, :2]).all(axis=(1, 2))
+        joint_scores = np.nan_to_num(self.keypoints[:, :, 2], nan=0.0, posinf=0.0, neginf=0.0)
+        for i in np.flatnonzero(finite):
+            kp = np.concatenate([self.keypoints[i, :, :2], joint_scores[i, :, None]], axis=1)
             entry: dict[str, Any] = {
                 "image_id": image_id,
                 "category_id": int(category_id),
-                "keypoints": [float(v) for v in self.keypoints[i].reshape(-1)],
+                "keypoints": [float(v) for v in kp.reshape(-1)],
                 "score": float(self.scores[i]),
             }
             if with_bbox:

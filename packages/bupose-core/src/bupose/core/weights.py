@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -125,8 +126,8 @@ def read_checkpoint(path: str | os.PathLike[str], *, trust: bool = False) -> tup
     if not path.is_file():
         raise CheckpointError(f"{path}: checkpoint file not found")
     with open(path, "rb") as f:
-        magic = f.read(8)
-    if path.suffix == ".safetensors":
+        magic = f.read(9)
+    if path.suffix == ".safetensors" or (len(magic) == 9 and magic[8:9] == b"{"):  # safetensors: u64 + JSON
         from safetensors import safe_open
 
         try:
@@ -134,26 +135,51 @@ def read_checkpoint(path: str | os.PathLike[str], *, trust: bool = False) -> tup
                 meta = f.metadata() or {}
                 tensors = {k: f.get_tensor(k) for k in f.keys()}  # noqa: SIM118 - safe_open is not a dict
         except Exception as exc:
-            raise CheckpointError(f"{path}: not a readable safetensors file ({exc})") from exc
-        return tensors, json.loads(meta.get("bupose", "{}"))
+            raise CheckpointError(f"{path}: not a readable safetensors file ({_first_line(exc)})") from exc
+        try:
+            info = json.loads(meta.get("bupose", "{}"))
+        except json.JSONDecodeError as exc:
+            raise CheckpointError(f"{path}: the 'bupose' metadata of the safetensors file is not valid JSON ({exc.msg})") from exc
+        if not isinstance(info, dict):
+            raise CheckpointError(f"{path}: the 'bupose' metadata of the safetensors file is not a JSON object")
+        return tensors, info
     if not magic:
-        raise CheckpointError(f"{path}: empty file")
+        raise CheckpointError(f"{path}: empty file (0 bytes), not a checkpoint")
+    if not (magic.startswith(b"PK\x03\x04") or magic[:1] == b"\x80"):  # torch.save: a zip archive or a pickle
+        raise CheckpointError(
+            f"{path}: not a checkpoint (a PyTorch file is a zip archive or a pickle, a bupose file is safetensors; "
+            f"this one starts with {magic[:8]!r})"
+        )
     _allow_official_types()
+    import warnings
+
     import torch
 
     try:
-        obj = torch.load(path, map_location="cpu", weights_only=not trust)
+        with warnings.catch_warnings():  # torch's pickle-protocol warnings name no file
+            warnings.simplefilter("ignore")
+            obj = torch.load(path, map_location="cpu", weights_only=not trust)
     except Exception as exc:
-        hint = ""
-        if "weights_only" in str(exc) or "Unsupported global" in str(exc):
-            hint = (
-                " The file contains Python objects beyond tensors; if you trust its origin, pass "
-                "--trust-checkpoint (Python: trust=True) to unpickle it."
-            )
-        raise CheckpointError(f"{path}: cannot be read as a checkpoint ({exc}).{hint}") from exc
+        text = str(exc)
+        found = re.search(r"GLOBAL ([\w.]+)", text) or re.search(r"global '([\w.]+)'", text)
+        if not trust and (found or "Unsupported operand" in text or "weights_only" in text):
+            what = f"pickled Python object {found.group(1)}" if found else "pickle data that is not plain tensors"
+            raise CheckpointError(
+                f"{path}: holds {what}, which was not loaded (checkpoints are read with weights_only: no code "
+                "runs); if you trust the file's origin, pass --trust-checkpoint (Python: trust=True)"
+            ) from exc
+        raise CheckpointError(f"{path}: not a readable checkpoint (truncated or damaged: {_first_line(exc)})") from exc
     if not isinstance(obj, Mapping):
         raise CheckpointError(f"{path}: expected a dict of tensors, found {type(obj).__name__}")
     return dict(obj), {}
+
+
+def _first_line(exc: BaseException) -> str:
+    """The first non-empty line of an exception's message (library messages can span many)."""
+    for line in str(exc).splitlines():
+        if line.strip():
+            return line.strip()
+    return type(exc).__name__
 
 
 def detect_official(

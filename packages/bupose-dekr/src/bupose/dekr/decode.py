@@ -162,18 +162,23 @@ def center_nms(
     return find_peaks(center_map, kernel=k, topk=max_num_people, threshold=keypoint_threshold)
 
 
+def _finite(x: torch.Tensor) -> torch.Tensor:
+    """``x`` with NaN/inf set to 0 (a broken output, e.g. an fp16 overflow, must not crash the decode)."""
+    return x if bool(torch.isfinite(x).all()) else torch.nan_to_num(x, nan=0.0, posinf=0.0, neginf=0.0)
+
+
 class _MergedMaps:
     """Lazy access to one scale's flip-merged heatmap and pose map."""
 
     def __init__(self, out: ScaleOutput, flip_index_with_center: torch.Tensor, flip: bool) -> None:
-        self.heatmap = out.heatmap.float()
-        self.offset = out.offset.float()
+        self.heatmap = _finite(out.heatmap.float())
+        self.offset = _finite(out.offset.float())
         self.flip = flip
         if flip:
             if out.heatmap_flip is None or out.offset_flip is None:
                 raise ValueError("flip test needs heatmap_flip and offset_flip")
-            self.heatmap_flip = out.heatmap_flip.float()
-            self.offset_flip = out.offset_flip.float()
+            self.heatmap_flip = _finite(out.heatmap_flip.float())
+            self.offset_flip = _finite(out.offset_flip.float())
         self.fi = flip_index_with_center
         self.num_joints = self.heatmap.shape[0] - 1
         self.h, self.w = self.heatmap.shape[-2:]

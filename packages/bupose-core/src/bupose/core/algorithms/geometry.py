@@ -32,6 +32,7 @@ import cv2
 import numpy as np
 
 __all__ = [
+    "MAX_ASPECT_RATIO",
     "PIXEL_STD",
     "WarpMeta",
     "apply_affine",
@@ -50,6 +51,10 @@ __all__ = [
 
 PIXEL_STD = 200.0
 """HRNet's scale unit: ``scale`` 1.0 spans 200 source pixels."""
+
+MAX_ASPECT_RATIO = 32.0
+"""Longest side / shortest side :func:`multi_scale_size` accepts: beyond it the short-side rule would
+make a network input of millions of pixels on one side (a 1x3000 image at 512 -> 512x1536000)."""
 
 Rounding = Literal["add_floor", "ceil"]
 CenterRounding = Literal["half_up", "half_even"]
@@ -106,6 +111,12 @@ def multi_scale_size(
         raise ValueError(f"image size must be positive, got (h, w) = ({h}, {w})")
     if input_size <= 0 or scale_factor <= 0:
         raise ValueError(f"input_size and scale_factor must be positive, got {input_size}, {scale_factor}")
+    if max(h, w) > MAX_ASPECT_RATIO * min(h, w):
+        raise ValueError(
+            f"image of {w}x{h} pixels: its aspect ratio {max(h, w) / min(h, w):.0f}:1 is beyond the "
+            f"{MAX_ASPECT_RATIO:.0f}:1 this input rule supports (the short side goes to {input_size}); "
+            "crop or pad the image"
+        )
     if center_rounding == "half_up":
         center = (float(int(w / 2.0 + 0.5)), float(int(h / 2.0 + 0.5)))
     elif center_rounding == "half_even":
@@ -271,7 +282,7 @@ def short_side_resize_size(
     if max_size is not None:
         short, long = float(min(h, w)), float(max(h, w))
         if long / short * size > max_size:
-            size = round(max_size * short / long)
+            size = max(1, round(max_size * short / long))  # an extreme aspect ratio keeps >= 1 pixel
     if (w <= h and w == size) or (h <= w and h == size):
         return h, w
     if w < h:

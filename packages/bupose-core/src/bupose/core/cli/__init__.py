@@ -6,6 +6,7 @@ Failures exit non-zero with one clear line; ``bupose --debug ...`` shows the tra
 
 from __future__ import annotations
 
+import os
 import sys
 from typing import Any
 
@@ -29,7 +30,22 @@ class _Group(click.Group):
         except Exception as exc:
             if ctx.obj and ctx.obj.get("debug"):
                 raise
-            raise BuposeError(f"{type(exc).__name__}: {exc} (run with --debug for the traceback)") from exc
+            raise BuposeError(_one_line(exc)) from exc
+
+
+_PLAIN_ERRORS = ("CheckpointError", "CheckpointMismatchError", "EvalError", "DatasetError", "ConfigError",
+                 "OptionError", "GroupingError", "UnknownComponentError", "LayoutMismatchError", "ExportError",
+                 "OpUnavailableError", "MissingSampleKeyError")
+"""bupose's own input errors: their message already says what is wrong with which file or field."""
+
+
+def _one_line(exc: BaseException) -> str:
+    """A failure as one line: bupose's input errors as they are, anything else with its type and a
+    pointer to ``--debug``."""
+    text = " ".join(part.strip() for part in str(exc).splitlines() if part.strip()) or repr(exc)
+    if type(exc).__name__ in _PLAIN_ERRORS:
+        return text
+    return f"{type(exc).__name__}: {text} (run with --debug for the traceback)"
 
 
 @click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
@@ -41,6 +57,8 @@ def cli(ctx: click.Context, debug: bool) -> None:
     SimplePose) with any backbone, as plugins."""
     ctx.ensure_object(dict)
     ctx.obj["debug"] = debug
+    if debug:  # also shows what native libraries (OpenCV, libjpeg, libpng) print: bupose.core.io
+        os.environ["BUPOSE_DEBUG"] = "1"
 
 
 _COMMANDS_ADDED = False

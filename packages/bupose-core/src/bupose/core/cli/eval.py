@@ -31,10 +31,22 @@ def _results_mode(results: str, annotations: str, layout: str, output: str | Non
         metrics = evaluate(results, annotations, layout=layout, engine=engine)
     except EvalError as exc:
         raise click.ClickException(str(exc)) from exc
+    for path, key, what in ((results, None, "results"), (annotations, "annotations", "ground-truth annotations")):
+        if _is_empty(path, key):
+            click.echo(f"warning: {path}: holds no {what}; the metrics below say nothing about a model", err=True)
     click.echo(format_table(metrics, layout))
     if output:
         write_metrics(output, metrics)
         click.echo(f"metrics written to {output}")
+
+
+def _is_empty(path: str, key: str | None) -> bool:
+    """Whether the (already validated) JSON file's list, or its ``key`` list, is empty."""
+    import json
+
+    with open(path, encoding="utf-8") as f:
+        data = json.load(f)
+    return not (data.get(key) if key is not None else data)
 
 
 @click.command("eval")

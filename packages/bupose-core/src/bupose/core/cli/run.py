@@ -25,14 +25,15 @@ from typing import Any
 import click
 import numpy as np
 
-from ..io import read_image
+from ..io import check_output_dir, quiet_native_stderr, read_image, set_max_image_pixels
+from ..io import max_image_pixels as image_pixel_limit
 
 __all__ = [
     "IMAGE_EXTS", "VIDEO_EXTS", "InputItem", "collect_inputs", "head_options", "iter_frames",
     "parse_options", "run_command",
 ]  # fmt: skip
 
-IMAGE_EXTS = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp", ".ppm", ".pgm")
+IMAGE_EXTS = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp", ".ppm", ".pgm", ".gif")
 VIDEO_EXTS = (".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg", ".wmv")
 
 
@@ -67,13 +68,15 @@ def iter_frames(path: Path) -> Iterator[tuple[int, np.ndarray]]:
     """(frame index, RGB uint8 frame) of a video; ValueError when it cannot be opened."""
     import cv2
 
-    cap = cv2.VideoCapture(str(path))
+    with quiet_native_stderr():  # FFmpeg's messages name no file
+        cap = cv2.VideoCapture(str(path))
     if not cap.isOpened():
-        raise ValueError(f"{path}: cannot be opened as a video")
+        raise ValueError(f"{path}: cannot be opened as a video (unknown or corrupt video data)")
     try:
         index = 0
         while True:
-            ok, frame = cap.read()
+            with quiet_native_stderr():
+                ok, frame = cap.read()
             if not ok:
                 break
             yield index, cv2.cvtColor(frame, cv2.COLOR_BGR2RGB)
@@ -315,6 +318,8 @@ class _Writer:
               help="Person score below which overlays skip a pose.")
 @click.option("--option", "pipeline_options", multiple=True, metavar="KEY=VALUE",
               help="Test-time option of the head (repeatable); `bupose run --head H --help` lists H's.")
+@click.option("--max-image-pixels", "max_image_pixels", type=click.IntRange(min=1), default=None,
+              help="Refuse images whose header says more pixels than this (default 100000000; env BUPOSE_MAX_IMAGE_PIXELS).")
 @click.argument("inputs", nargs=-1, required=True)
 def run_command(
     head: str,
@@ -336,6 +341,7 @@ def run_command(
     inputs: tuple[str, ...],
     pipeline_options: tuple[str, ...] = (),
     grouper: str | None = None,
+    max_image_pixels: int | None = None,
 ) -> None:
     """Estimate poses on INPUT images, folders and videos; write OUTPUT/results.json (+ overlays)."""
     import torch
@@ -359,10 +365,16 @@ def run_command(
     if device.startswith("cuda") and not torch.cuda.is_available():
         raise BuposeError(f"--device {device}: CUDA is not available in this PyTorch build/machine")
     items, problems = collect_inputs(inputs)
+    if not items:
+        raise BuposeError("; ".join(problems) if problems else "no readable inputs were given")
     for msg in problems:
         click.echo(f"warning: {msg}; skipped", err=True)
-    if not items:
-        raise BuposeError("no readable inputs were given")
+    try:
+        check_output_dir(output, "--output")  # before any work
+        set_max_image_pixels(max_image_pixels)
+        image_pixel_limit()  # a bad BUPOSE_MAX_IMAGE_PIXELS is one error now, not one per image
+    except ValueError as exc:
+        raise BuposeError(str(exc)) from None
     gt_ids = _gt_ids(annotations) if annotations else {}
     checkpoint = Checkpoint.read(weights, trust=trust)  # read and recognised once, for layout and model
     if layout is None:
@@ -424,7 +436,7 @@ def run_command(
         flush()
     path = writer.close()
     click.echo(f"{done} image(s), {len(writer.results)} pose(s) -> {path}")
-    if problems:
-        click.echo(f"{len(problems)} input problem(s) reported above", err=True)
     if done == 0:
         raise BuposeError("no input could be read")
+    if problems:
+        raise BuposeError(f"{len(problems)} input problem(s) reported above; the other inputs' results are in {path}")

@@ -53,9 +53,18 @@ def _open_dataset(spec: str, key: str, layout: str | None) -> Any:
     if not ann.is_file():
         raise ConfigError(f"config: {key}: dataset annotations {ann} not found (from {key}={spec!r})")
     try:
-        return load_dataset(spec, layout=layout)
+        dataset = load_dataset(spec, layout=layout)
     except (ValueError, OSError, KeyError) as exc:
         raise ConfigError(f"config: {key}: {exc}".replace("\n", " ")) from None
+    missing = [(i, dataset.image_path(i)) for i in dataset.image_ids if not dataset.image_path(i).is_file()]
+    if missing:  # found now, not at the first batch that needs one of them
+        iid, path = missing[0]
+        more = f" and {len(missing) - 1} more" if len(missing) > 1 else ""
+        raise ConfigError(
+            f"config: {key}: {dataset.path}: image id {iid}: image file {path} is missing{more} "
+            f"({len(missing)} of {len(dataset.image_ids)} images)"
+        )
+    return dataset
 
 
 def check_config(cfg: TrainConfig, *, registry: Registry | None = None) -> TrainPlan:
