@@ -119,8 +119,8 @@ def bilinear_at(
 @dataclass
 class Candidates:
     """Candidates of one type group: ``index`` (B, T, K) flat pixel indices, ``score`` (B, T, K),
-    ``x``/``y`` (B, T, K) integer pixels, ``keep`` (B, T, K) bool; ``heatmap`` the masked maps
-    they came from."""
+    ``x``/``y`` (B, T, K) integer pixels, ``keep`` (B, T, K) bool; ``heatmap`` the maps they came
+    from, before the pad mask (what ``adjust`` reads)."""
 
     index: torch.Tensor
     score: torch.Tensor
@@ -141,7 +141,7 @@ def find_candidates(heatmap: torch.Tensor, valid: torch.Tensor, config: ParsingC
     rank = torch.arange(index.shape[-1], device=index.device)
     keep = (score >= config.min_score) | (rank < config.min_top_k)
     inside = torch.gather(valid.reshape(b, 1, h * w).expand(-1, t, -1).to(heatmap.dtype), 2, index) > 0
-    return Candidates(index, score, x, y, keep & inside, hm)
+    return Candidates(index, score, x, y, keep & inside, heatmap)
 
 
 def extract_nodes(
