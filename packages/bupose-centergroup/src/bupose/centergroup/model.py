@@ -4,8 +4,9 @@ Module names follow the official ``CenterGroup`` so that a bupose PoseModel stat
 ``backbone.<bare HRNet key>`` + ``head.keypoint_head.*`` (official ``bu_model.keypoint_head.*``) +
 ``head.kp_embed_cnn.*`` + ``head.person_embed_cnn.*`` + ``head.group_model.*``, in the official order.
 
-:meth:`CenterGroupHead.forward` returns the dense detector outputs (``heatmaps_0`` (B, 2(J+1), H/4,
-W/4): J+1 heatmaps with the centre LAST, then J+1 tags; ``heatmaps_1`` (B, J+1, H/2, W/2);
+:meth:`CenterGroupHead.forward` returns the dense detector outputs (``heatmaps_0`` (B, J+1, H/4,
+W/4): J+1 heatmaps with the centre LAST; ``tags_0`` (B, J+1, H/4, W/4) the associative-embedding
+tags (unused by CenterGroup); ``heatmaps_1`` (B, J+1, H/2, W/2);
 ``kp_embed`` / ``person_embed`` (B, 128, H/4, W/4)); in stage-2 training it also runs node extraction
 and the grouping model on the batch and returns the grouping predictions (batch-first).
 Inference composes the same pieces in :mod:`bupose.centergroup.pipeline` (flip test, two branches).
@@ -162,7 +163,14 @@ class CenterGroupHead(Head):
     def detector(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
         """Dense outputs of the stride-4 feature ``x``."""
         y0, y1, _ = self.keypoint_head(x)
-        return {"heatmaps_0": y0, "heatmaps_1": y1, "kp_embed": self.kp_embed_cnn(x), "person_embed": self.person_embed_cnn(x)}
+        k = self.num_joints + 1
+        return {
+            "heatmaps_0": y0[:, :k],
+            "tags_0": y0[:, k:],
+            "heatmaps_1": y1,
+            "kp_embed": self.kp_embed_cnn(x),
+            "person_embed": self.person_embed_cnn(x),
+        }
 
     def heatmaps(self, out: Mapping[str, torch.Tensor], size_hw: tuple[int, int] | None) -> tuple[torch.Tensor, torch.Tensor]:
         """Keypoint (B, J, ·) and centre (B, 1, ·) multi-stage heatmaps, at ``size_hw`` when given."""
