@@ -141,9 +141,13 @@ class CenterGroupPipeline(Pipeline):
         """Decoded results (input pixels of the scale-1 input) for a batch of normalised inputs, one
         (B, 3, H_s, W_s) tensor per test scale (scale 1 first defines the frame), with the scale-1
         pad masks ``valid_full`` (B, H, W) and ``valid_quarter`` (B, H/4, W/4), 1 = image."""
-        head = self.model.head
+        return self.group_and_decode(self.network_maps(inputs), valid_full, valid_quarter)
+
+    @torch.inference_mode()
+    def network_maps(self, inputs: Sequence[torch.Tensor]) -> dict[str, Any]:
+        """The network part: per-branch keypoint / centre heatmaps at the scale-1 input size
+        (flip-averaged, averaged over scales) and the embedding maps of every scale."""
         base_hw = (int(inputs[0].shape[-2]), int(inputs[0].shape[-1]))
-        n = inputs[0].shape[0]
         kp_sum = c_sum = None
         kp_embeds: list[torch.Tensor] = []
         person_embeds: list[torch.Tensor] = []
@@ -154,25 +158,36 @@ class CenterGroupPipeline(Pipeline):
             kp_embeds.append(ke)
             person_embeds.append(pe)
         assert kp_sum is not None and c_sum is not None
-        kp_hm = kp_sum / len(inputs) if len(inputs) > 1 else kp_sum
-        c_hm = c_sum / len(inputs) if len(inputs) > 1 else c_sum
+        return {
+            "kp": kp_sum / len(inputs) if len(inputs) > 1 else kp_sum,
+            "centre": c_sum / len(inputs) if len(inputs) > 1 else c_sum,
+            "kp_embed": kp_embeds,
+            "person_embed": person_embeds,
+            "n": int(inputs[0].shape[0]),
+            "width": base_hw[1],
+        }
+
+    @torch.inference_mode()
+    def group_and_decode(self, maps: dict[str, Any], valid_full: torch.Tensor, valid_quarter: torch.Tensor) -> list[ImageResult]:
+        """The part after the network: node extraction and grouping of every branch, flip merge
+        (with the official fallback), pose scores, ``adjust``."""
+        head = self.model.head
+        kp_hm, c_hm, n, width = maps["kp"], maps["centre"], maps["n"], maps["width"]
         vf = valid_full.to(kp_hm.device, kp_hm.dtype)
         vq = valid_quarter.to(kp_hm.device, kp_hm.dtype)
         if self.flip:
             vf = torch.cat([vf, torch.flip(vf, dims=[2])])
             vq = torch.cat([vq, torch.flip(vq, dims=[2])])
-        order = _scale_order(self.scales)
-        weights = [1.0] if len(inputs) == 1 else _blend_weights(len(inputs))
-        kp_maps = [kp_embeds[i] for i in order]
-        pe_maps = [person_embeds[i] for i in order]
+        scales = len(maps["kp_embed"])
+        weights = [1.0] if scales == 1 else _blend_weights(scales)
         nodes, _, _ = extract_nodes(
-            kp_hm, c_hm, vf, vq, kp_maps, pe_maps, weights=weights, keypoints=self.keypoints_cfg, centres=self.centres_cfg
+            kp_hm, c_hm, vf, vq, maps["kp_embed"], maps["person_embed"], weights=weights,
+            keypoints=self.keypoints_cfg, centres=self.centres_cfg,
         )
         preds = head.group(nodes)
         per = {"loc": preds.loc, "hard_loc": preds.hard_loc, "vis": preds.vis, "person": preds.person}
         results: list[ImageResult] = []
         opts: CenterGroupOptions = self.options
-        width = base_hw[1]
         for i in range(n):
             a = select({k: v[:, i] for k, v in per.items()}, nodes.c_keep[i])
             merged, failed = a, False
@@ -185,7 +200,7 @@ class CenterGroupPipeline(Pipeline):
                     warnings.warn(
                         f"CenterGroup flip test: {exc}; using the unflipped branch alone (the official fallback)",
                         FlipMergeWarning,
-                        stacklevel=2,
+                        stacklevel=3,
                     )
             poses, scores = decode_poses(
                 merged, kp_hm[i] if opts.adjust else None, layer=opts.tformer_layer, conf_thresh=opts.conf_thresh
