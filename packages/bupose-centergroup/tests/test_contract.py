@@ -3,6 +3,8 @@ hrnet_w18_small, CrowdPose layout) and CodecContract for its codec."""
 
 from __future__ import annotations
 
+from typing import Any, ClassVar
+
 import pytest
 
 from bupose.core.model import PoseModel
@@ -35,7 +37,7 @@ class TestCenterGroupStage1CrowdPose(_SmallInput):
     head_name = "centergroup"
     backbone_name = "hrnet_w18_small"
     layout = "crowdpose14"
-    head_kwargs = {"stage": 1}
+    head_kwargs: ClassVar[dict[str, Any]] = {"stage": 1}
 
 
 class TestCenterGroupCodec(CodecContract):

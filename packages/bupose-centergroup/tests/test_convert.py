@@ -26,7 +26,7 @@ def test_manifest_keys_shapes_and_order(variant: str) -> None:
     assert len(rows) == 1987
     assert official_keys(model) == [r[0] for r in rows]
     own = model.state_dict()
-    for (key, dims, dtype, _), (ours, t) in zip(rows, own.items(), strict=True):
+    for (key, dims, dtype, _), (_ours, t) in zip(rows, own.items(), strict=True):
         assert tuple(t.shape) == dims, key
         assert t.dtype == dtype, key
 
@@ -63,11 +63,11 @@ def test_strict_errors_name_the_keys() -> None:
 
     extra = dict(sd)
     extra["group_model.extra.weight"] = torch.zeros(1)
-    with pytest.raises(CheckpointMismatchError, match="group_model.extra.weight"):
+    with pytest.raises(CheckpointMismatchError, match=r"group_model\.extra\.weight"):
         load_state_dict_strict(model, from_official(extra), "file")
     missing = dict(sd)
     del missing["group_model.prediction_heads.3.mlp_vis.layers.2.bias"]
-    with pytest.raises(CheckpointMismatchError, match="prediction_heads.3.mlp_vis.layers.2.bias"):
+    with pytest.raises(CheckpointMismatchError, match=r"prediction_heads\.3\.mlp_vis\.layers\.2\.bias"):
         load_state_dict_strict(model, from_official(missing), "file")
     with pytest.raises(CheckpointError, match="not an official CenterGroup"):
         from_official({"x.weight": torch.zeros(2)})
@@ -96,7 +96,7 @@ def test_detector_only_file_initialises_the_detector() -> None:
     )
     assert torch.equal(model.head.group_model.initial_mlp.layers[0].weight, before)
     del root["keypoint_head.final_layers.1.bias"]
-    with pytest.raises(CheckpointMismatchError, match="final_layers.1.bias"):
+    with pytest.raises(CheckpointMismatchError, match=r"final_layers\.1\.bias"):
         load_detector(model, root)
 
 

@@ -41,7 +41,7 @@ def _grouping_run():
 
 
 def test_nodes_match_official() -> None:
-    fx, kp_hm, c_hm, nodes, kps, cs, _ = _grouping_run()
+    fx, _, _, nodes, kps, cs, _ = _grouping_run()
     assert max_rel_err(kps.heatmap, fx["nodes/keypoints/heatmap"]) < 1e-4
     assert max_rel_err(cs.heatmap, fx["nodes/centers/heatmap"]) < 1e-4
     assert max_rel_err(kps.score, fx["nodes/keypoints/kp_score"]) < 1e-4
@@ -57,7 +57,7 @@ def test_nodes_match_official() -> None:
 
 
 def test_grouping_predictions_match_official() -> None:
-    fx, *_, nodes, kps, cs, preds = _grouping_run()
+    fx, *_, nodes, _, _, preds = _grouping_run()
     keep = nodes.c_keep[0]
     assert int(keep.sum()) == fx["preds/loc_pred"].shape[1]
     logits = preds.logits

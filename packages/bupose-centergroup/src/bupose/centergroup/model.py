@@ -225,7 +225,7 @@ class CenterGroupHead(Head):
         valid_q = F.max_pool2d(valid[:, None], 4, 4)[:, 0] if valid.shape[-2:] == (h, w) else torch.ones((b, h // 4, w // 4), device=device)
         with torch.no_grad():
             kp_hm, c_hm = self.heatmaps({k: v.detach() for k, v in out.items()}, (h, w))
-        nodes, _, cs = self.nodes(kp_hm, c_hm, valid, valid_q, out["kp_embed"], out["person_embed"])
+        nodes, _, _ = self.nodes(kp_hm, c_hm, valid, valid_q, out["kp_embed"], out["person_embed"])
         preds = self.group(nodes)
         return {
             "group_loc": preds.loc.transpose(0, 1),

@@ -29,7 +29,14 @@ from typing import Any, ClassVar
 import numpy as np
 import torch
 
-from bupose.core.algorithms.geometry import WarpMeta, back_project, center_scale_affine, multi_scale_size, warp_image, warp_mask
+from bupose.core.algorithms.geometry import (
+    WarpMeta,
+    back_project,
+    center_scale_affine,
+    multi_scale_size,
+    warp_image,
+    warp_mask,
+)
 from bupose.core.algorithms.image import normalize_images
 from bupose.core.algorithms.tta import flip_input
 from bupose.core.amp import autocast
