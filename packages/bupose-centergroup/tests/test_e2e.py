@@ -121,6 +121,7 @@ def test_merge_fallback_is_reported(estimator: Any, monkeypatch: pytest.MonkeyPa
         warnings.simplefilter("always")
         (poses,) = pipe.predict_batch([images[1]])
     assert any(issubclass(w.category, FlipMergeWarning) and "unflipped branch" in str(w.message) for w in caught)
+    assert pipe.merge_failures == 1
     assert 3 <= len(poses) <= 30 and np.isfinite(poses.keypoints).all()
 
 

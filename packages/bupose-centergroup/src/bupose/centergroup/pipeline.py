@@ -120,6 +120,8 @@ class CenterGroupPipeline(Pipeline):
         self.keypoints_cfg = ParsingConfig(head.keypoints_cfg.nms_kernel, opts.top_k_per_type, opts.min_score, opts.min_top_k)
         self.centres_cfg = ParsingConfig(head.centres_cfg.nms_kernel, opts.max_num_people, opts.min_score, opts.min_top_k)
         self.flip_index = [int(i) for i in model.layout.flip_index]
+        self.merge_failures = 0
+        """How many images fell back to the unflipped branch (each one also a :class:`FlipMergeWarning`)."""
 
     # -- network
     def _network(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
@@ -204,8 +206,10 @@ class CenterGroupPipeline(Pipeline):
                     merged = merge_branches(a, b)
                 except MergeError as exc:
                     failed = True
-                    warnings.warn(
-                        f"CenterGroup flip test: {exc}; using the unflipped branch alone (the official fallback)",
+                    self.merge_failures += 1
+                    warnings.warn(  # the running count makes every message distinct: none is swallowed
+                        f"CenterGroup flip test (fallback #{self.merge_failures} of this pipeline): {exc}; "
+                        "using the unflipped branch alone (the official fallback)",
                         FlipMergeWarning,
                         stacklevel=3,
                     )
