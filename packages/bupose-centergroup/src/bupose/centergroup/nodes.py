@@ -180,7 +180,8 @@ def extract_nodes(
     ``kp_heatmap`` (B, J, H, W) and ``centre_heatmap`` (B, 1, H, W) at input resolution,
     ``valid_full`` (B, H, W) and ``valid_quarter`` (B, H/4, W/4) the un-padded masks (1 = image),
     ``kp_embed`` / ``person_embed`` the (B, D, h, w) embedding maps (a sequence over test scales,
-    blended by ``weights``: the official 0.2/0.6/0.2 for three scales; the position features come
+    blended by ``weights``; default: the official 0.2/0.6/0.2 for three maps given in the
+    scale order 0.5, 1, 2; the position features come
     from ``valid_quarter``). Returns the nodes and both candidate sets.
     """
     b, j, h, w = kp_heatmap.shape
@@ -230,10 +231,4 @@ def _scale_weights(n: int) -> list[float]:
     if n == 3:
         return [0.2, 0.6, 0.2]
     return [1.0 / n] * n
-
-
-def valid_points(valid: torch.Tensor, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-    """The (B, H, W) mask's values at integer (x, y) (B, N)."""
-    b, h, w = valid.shape
-    return torch.gather(valid.reshape(b, h * w), 1, (y * w + x).long())
 
