@@ -44,6 +44,7 @@ def test_run_and_eval_crowdpose(ckpt: Path, tmp_path: Path) -> None:
     res = runner.invoke(build_cli(), [
         "eval", "--head", "centergroup", "--backbone", "higherhrnet_w48", "--layout", "crowdpose14",
         "--weights", str(ckpt), "--data", str(data / "annotations.json"), "--input-size", "128", "--output", str(metrics),
+        "--save-results", str(tmp_path / "eval_results.json"),
     ], catch_exceptions=False)
     assert res.exit_code == 0, res.output
     m = json.loads(metrics.read_text())
