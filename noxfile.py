@@ -186,6 +186,16 @@ def grouppose_synth(session: nox.Session) -> None:
 
 
 @nox.session(python=PYTHON, default=False)
+def centergroup_synth(session: nox.Session) -> None:
+    """CenterGroup stage 1 + stage 2 trained on synthetic scenes on the CPU, AP on held-out scenes (slow; not CI)."""
+    _install_packages(session, ["bupose-core", "bupose-hrnet", "bupose-centergroup"])
+    out = session.posargs[0] if session.posargs else str(ROOT / "centergroup-synth-output")
+    session.run(
+        "python", str(PACKAGES["bupose-centergroup"] / "bench" / "train_synth.py"), out, *session.posargs[1:]
+    )
+
+
+@nox.session(python=PYTHON, default=False)
 def gpu(session: nox.Session) -> None:
     """CUDA tests and GPU benchmarks (needs a CUDA torch and a GPU; never part of CI)."""
     _install_packages(session, list(PACKAGES))
