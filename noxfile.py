@@ -6,6 +6,7 @@
     nox -s demo               the README's main job (synthetic data -> train -> evaluate -> overlays)
     nox -s gpu                CUDA tests and GPU benchmarks (not run by default; needs a GPU)
     nox -s grouppose_synth    GroupPose trained on synthetic scenes (slow; not run by default)
+    nox -s centergroup_synth  CenterGroup stages 1 + 2 trained on synthetic scenes (slow; not run by default)
 
 torch: where this machine offers a local torch wheel (pip's ``find-links``, ``PIP_FIND_LINKS`` or
 ``BUPOSE_TORCH_WHEELS``), every session installs exactly that wheel and pins torch to it, so no
