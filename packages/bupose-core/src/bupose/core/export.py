@@ -37,6 +37,9 @@ __all__ = [
     "export_onnx",
     "load_onnx_estimator",
     "load_onnx_model",
+    "NETWORK_ONLY_HEADS",
+    "onnx_providers",
+    "onnx_run_target",
     "read_onnx_metadata",
 ]
 
@@ -195,22 +198,46 @@ def export_onnx(
 
 
 class OnnxNetwork:
-    """An exported network in an onnxruntime session: ``net(images) -> {field: tensor}``."""
+    """An exported network in an onnxruntime session: ``net(images) -> {field: tensor}``.
 
-    def __init__(self, path: str | os.PathLike[str], *, providers: Sequence[str] | None = None) -> None:
+    ``device`` picks the execution provider: ``"cpu"`` runs on the CPU only; ``"cuda"`` /
+    ``"cuda:N"`` needs onnxruntime's CUDA provider (``onnxruntime-gpu``) and raises
+    :class:`ExportError` without it. ``providers`` (onnxruntime names) overrides ``device``.
+    """
+
+    def __init__(
+        self, path: str | os.PathLike[str], *, providers: Sequence[str] | None = None, device: str = "cpu"
+    ) -> None:
         ort = _need("onnxruntime")
         self.path = Path(path)
+        if not self.path.is_file():
+            raise ExportError(f"{path}: ONNX file not found")
         self.metadata = read_onnx_metadata(self.path)
-        available = ort.get_available_providers()
-        chosen = list(providers) if providers else [p for p in ("CUDAExecutionProvider",) if p in available]
-        chosen.append("CPUExecutionProvider")
+        chosen: list[Any] = list(providers) if providers else onnx_providers(device, ort.get_available_providers())
         self.session = ort.InferenceSession(str(self.path), providers=chosen)
+        self.providers = tuple(self.session.get_providers())
         self.fields = tuple(self.metadata["fields"])
 
     def __call__(self, images: torch.Tensor) -> dict[str, torch.Tensor]:
         x = images.detach().float().cpu().numpy()
         outs = self.session.run(list(self.fields), {"images": np.ascontiguousarray(x)})
         return {f: torch.from_numpy(np.asarray(o)).to(images.device) for f, o in zip(self.fields, outs)}
+
+
+def onnx_providers(device: str, available: Sequence[str]) -> list[Any]:
+    """onnxruntime execution providers for a torch-style ``device`` string (``cpu``, ``cuda``, ``cuda:N``)."""
+    dev = str(device).strip().lower()
+    if dev == "cpu":
+        return ["CPUExecutionProvider"]
+    if dev == "cuda" or dev.startswith("cuda:"):
+        if "CUDAExecutionProvider" not in available:
+            raise ExportError(
+                f"--device {device}: this onnxruntime has no CUDAExecutionProvider (available: "
+                f"{', '.join(available)}); install onnxruntime-gpu or use --device cpu"
+            )
+        index = int(dev.partition(":")[2] or 0)
+        return [("CUDAExecutionProvider", {"device_id": index}), "CPUExecutionProvider"]
+    raise ExportError(f"--device {device}: expected cpu, cuda or cuda:N for the onnxruntime backend")
 
 
 class _OnnxBackedModel(PoseModel):
@@ -224,14 +251,14 @@ class _OnnxBackedModel(PoseModel):
 
 
 def load_onnx_model(
-    path: str | os.PathLike[str], *, providers: Sequence[str] | None = None
+    path: str | os.PathLike[str], *, providers: Sequence[str] | None = None, device: str = "cpu"
 ) -> PoseModel:
     """A :class:`PoseModel` built from an exported file's metadata whose network runs in onnxruntime.
 
     The torch modules are built (randomly initialised, never run) only so that the head's pipeline finds
     the attributes it reads (strides, layout, the trained input size).
     """
-    network = OnnxNetwork(path, providers=providers)
+    network = OnnxNetwork(path, providers=providers, device=device)
     meta = network.metadata
     config: Mapping[str, Any] = meta.get("config") or {}
     skeleton = build_model(
@@ -246,17 +273,60 @@ def load_onnx_model(
     return model.eval()
 
 
+NETWORK_ONLY_HEADS: dict[str, str] = {
+    "logocap": "its keypoint-adaptation network (KAM) runs inside decoding on per-person crops and is not "
+    "part of the exported graph",
+}
+"""Heads whose pipeline runs learned modules outside ``PoseModel.forward``: the ONNX file alone cannot
+reproduce their poses, so :func:`load_onnx_estimator` refuses them (naming why)."""
+
+
 def load_onnx_estimator(
-    path: str | os.PathLike[str], *, providers: Sequence[str] | None = None, **pipeline_options: Any
+    path: str | os.PathLike[str],
+    *,
+    providers: Sequence[str] | None = None,
+    device: str = "cpu",
+    options: Any = None,
+    grouper: str | None = None,
+    **pipeline_options: Any,
 ) -> Estimator:
     """An :class:`~bupose.core.inference.Estimator` running the exported network in onnxruntime inside
-    the head's own pipeline (``pipeline_options`` as for :func:`~bupose.core.inference.load_model`)."""
+    the head's own pipeline: the same preparation, test-time augmentation, decoding and grouping as the
+    torch path. ``options`` (the head's options dataclass), ``grouper`` and ``pipeline_options`` are as
+    for :func:`~bupose.core.inference.load_model`; ``device`` chooses the execution provider
+    (:func:`onnx_providers`)."""
+    from .grouping import resolve_grouper
     from .plugins import get_registry
     from .specs import HeadSpec, import_object
 
-    model = load_onnx_model(path, providers=providers)
-    spec = get_registry().get("heads", model.head_name)
+    registry = get_registry()
+    meta = read_onnx_metadata(path)
+    if meta["head"] in NETWORK_ONLY_HEADS:
+        raise ExportError(
+            f"{path}: head {meta['head']!r} cannot run from its ONNX file: {NETWORK_ONLY_HEADS[meta['head']]}; "
+            "use the torch backend"
+        )
+    spec = registry.get("heads", meta["head"])
     assert isinstance(spec, HeadSpec)
     if spec.pipeline is None:
-        raise ExportError(f"head {model.head_name!r} declares no inference pipeline")
-    return Estimator(model, import_object(spec.pipeline)(model, **pipeline_options))
+        raise ExportError(f"head {meta['head']!r} declares no inference pipeline")
+    model = load_onnx_model(path, providers=providers, device=device)
+    extra: dict[str, Any] = dict(pipeline_options)
+    if spec.grouper is not None:
+        extra["grouper"] = grouper
+    elif grouper is not None:
+        resolve_grouper(spec, grouper, model.layout, registry=registry)  # raises: the head takes none
+    args = () if options is None else (options,)
+    return Estimator(model, import_object(spec.pipeline)(model, *args, **extra))
+
+
+def onnx_run_target(
+    path: str | os.PathLike[str], head: str | None = None, backbone: str | None = None, layout: str | None = None
+) -> tuple[str, str, str]:
+    """``(head, backbone, layout)`` an exported file was made for; raises :class:`ExportError` when a
+    given ``head``/``backbone``/``layout`` disagrees with the file (they are optional with ONNX)."""
+    meta = read_onnx_metadata(path)
+    for name, given in (("head", head), ("backbone", backbone), ("layout", layout)):
+        if given is not None and given != meta[name]:
+            raise ExportError(f"--{name} {given}: {path} was exported for {name} {meta[name]!r}")
+    return str(meta["head"]), str(meta["backbone"]), str(meta["layout"])

@@ -214,6 +214,49 @@ class HeadHelpCommand(click.Command):
             formatter.write(line + "\n")
 
 
+def _video_settings(
+    track: bool, tracker: str, smooth: str, min_cutoff: float, beta: float, d_cutoff: float
+) -> Any:
+    """The video options as :class:`~bupose.core.video.VideoSettings` (one-line errors for bad values)."""
+    from ..video import OneEuroSettings, VideoSettings
+    from . import BuposeError
+
+    try:
+        one_euro = OneEuroSettings(min_cutoff, beta, d_cutoff)
+    except ValueError as exc:
+        raise BuposeError(f"--smooth-min-cutoff/--smooth-beta/--smooth-d-cutoff: {exc}") from None
+    if tracker != "oks":
+        from ..video import TrackerUnavailableError, _BoxTracker
+
+        try:
+            _BoxTracker(tracker, 30.0, {})
+        except TrackerUnavailableError as exc:
+            raise BuposeError(str(exc)) from None
+    return VideoSettings(track=track or smooth != "none", tracker=tracker, smooth=smooth, one_euro=one_euro)
+
+
+def _onnx_target(
+    backend: str, onnx_model: str | None, head: str | None, backbone: str | None, layout: str | None,
+    weights: str | None,
+) -> tuple[str, str, str]:
+    """Head, backbone and layout of ``--model FILE.onnx`` (checked against any given)."""
+    from ..export import ExportError, onnx_run_target
+    from . import BuposeError
+
+    if backend != "onnxruntime":
+        raise BuposeError("--model FILE.onnx runs only with --backend onnxruntime (--weights is the torch backend's)")
+    if onnx_model is None:
+        raise BuposeError("--backend onnxruntime needs --model FILE.onnx (written by `bupose export`)")
+    if weights is not None:
+        raise BuposeError("--weights is for the torch backend; the onnxruntime backend reads --model FILE.onnx")
+    if not os.path.isfile(onnx_model):
+        raise BuposeError(f"--model {onnx_model}: file not found")
+    try:
+        return onnx_run_target(onnx_model, head, backbone, layout)
+    except ExportError as exc:
+        raise BuposeError(str(exc)) from None
+
+
 def _weights_hint(registry: Any, head: str) -> str:
     from ..specs import WeightsSpec
 
@@ -238,7 +281,13 @@ def _weights_hint(registry: Any, head: str) -> str:
 class _Writer:
     """Collects results and writes overlays."""
 
-    def __init__(self, output: Path, layout: str, overlays: bool, vis_threshold: float) -> None:
+    def __init__(
+        self, output: Path, layout: str, overlays: bool, vis_threshold: float, video: Any = None
+    ) -> None:
+        from ..video import VideoFrameLog
+
+        self.frames_log = VideoFrameLog(output, layout, video)
+        self._fps: dict[Path, float] = {}
         self.output = output
         self.layout = layout
         self.overlays = overlays
@@ -247,12 +296,20 @@ class _Writer:
         self._videos: dict[Path, Any] = {}
 
     def add(self, image_id: Any, poses: Any, image: np.ndarray, item: InputItem, frame: int | None) -> None:
-        self.results.extend(poses.to_coco(image_id))
+        entries, ids = None, None
+        if frame is not None:  # video frames: tracked / smoothed, one JSON line each
+            fps = self._fps.setdefault(item.path, _video_fps(item.path))
+            poses, ids = self.frames_log.add(item.path, frame, fps, poses, image_id)
+        entries = poses.to_coco(image_id)
+        if ids is not None:
+            for entry, tid in zip(entries, ids):
+                entry["track_id"] = int(tid) if tid >= 0 else None
+        self.results.extend(entries)
         if not self.overlays:
             return
         from ..vis import draw_poses, save_image
 
-        drawn = draw_poses(image, poses, self.layout, score_threshold=self.vis_threshold)
+        drawn = draw_poses(image, poses, self.layout, score_threshold=self.vis_threshold, track_ids=ids)
         if frame is None:
             save_image(self.output / "overlays" / f"{item.path.stem}.jpg", drawn)
             return
@@ -272,6 +329,7 @@ class _Writer:
         writer.write(cv2.cvtColor(drawn, cv2.COLOR_RGB2BGR))
 
     def close(self) -> Path:
+        self.frames_log.close()
         for w in self._videos.values():
             w.release()
         self._videos.clear()
@@ -285,8 +343,14 @@ class _Writer:
 
 
 @click.command("run", cls=HeadHelpCommand)
-@click.option("--head", "head", required=True, help="Registered head (installed ones are listed below).")
-@click.option("--backbone", "backbone", required=True, help="Registered backbone (`bupose list backbones`).")
+@click.option("--head", "head", default=None,
+              help="Registered head (installed ones are listed below); with --model: from the file.")
+@click.option("--backbone", "backbone", default=None,
+              help="Registered backbone (`bupose list backbones`); with --model: from the file.")
+@click.option("--backend", "backend", type=click.Choice(["torch", "onnxruntime"]), default="torch", show_default=True,
+              help="Run the network in PyTorch (--weights) or in onnxruntime (--model FILE.onnx from `bupose export`).")
+@click.option("--model", "onnx_model", type=click.Path(dir_okay=False), default=None,
+              help="ONNX file written by `bupose export` (--backend onnxruntime; the head's own pre/post-processing).")
 @click.option("--weights", "weights", type=click.Path(dir_okay=False), default=None,
               help="Checkpoint: bupose .safetensors or an official file (detected and converted).")
 @click.option("--rescore-weights", "rescore_weights", type=click.Path(dir_okay=False), default=None,
@@ -315,6 +379,18 @@ class _Writer:
               help="Person score below which overlays skip a pose.")
 @click.option("--option", "pipeline_options", multiple=True, metavar="KEY=VALUE",
               help="Test-time option of the head (repeatable); `bupose run --head H --help` lists H's.")
+@click.option("--track", "track", is_flag=True,
+              help="Videos: give each person a track id (results.json 'track_id', OUTPUT/<video>.frames.jsonl).")
+@click.option("--tracker", "tracker", type=click.Choice(["oks", "bytetrack", "sort"]), default="oks", show_default=True,
+              help="oks: core's keypoint-similarity tracker; bytetrack/sort: the optional `trackers` package on keypoint boxes.")
+@click.option("--smooth", "smooth", type=click.Choice(["none", "one-euro"]), default="none", show_default=True,
+              help="Videos: smooth keypoints along tracks with the 1-euro filter (implies --track).")
+@click.option("--smooth-min-cutoff", "smooth_min_cutoff", type=float, default=1.0, show_default=True,
+              help="1-euro cut-off at rest, Hz (lower: smoother, more lag).")
+@click.option("--smooth-beta", "smooth_beta", type=float, default=0.1, show_default=True,
+              help="1-euro speed coefficient, per px/s (higher: less lag on fast motion).")
+@click.option("--smooth-d-cutoff", "smooth_d_cutoff", type=float, default=1.0, show_default=True,
+              help="1-euro cut-off of the speed estimate, Hz.")
 @click.argument("inputs", nargs=-1, required=True)
 def run_command(
     head: str,
@@ -336,11 +412,20 @@ def run_command(
     inputs: tuple[str, ...],
     pipeline_options: tuple[str, ...] = (),
     grouper: str | None = None,
+    backend: str = "torch",
+    onnx_model: str | None = None,
+    track: bool = False,
+    tracker: str = "oks",
+    smooth: str = "none",
+    smooth_min_cutoff: float = 1.0,
+    smooth_beta: float = 0.1,
+    smooth_d_cutoff: float = 1.0,
 ) -> None:
     """Estimate poses on INPUT images, folders and videos; write OUTPUT/results.json (+ overlays)."""
     import torch
     from tqdm import tqdm
 
+    from ..export import ExportError, load_onnx_estimator
     from ..grouping import GroupingError, resolve_grouper
     from ..inference import Checkpoint, load_model
     from ..options import OptionError
@@ -348,10 +433,17 @@ def run_command(
     from . import BuposeError
 
     registry = get_registry()
+    video = _video_settings(track, tracker, smooth, smooth_min_cutoff, smooth_beta, smooth_d_cutoff)
+    if backend == "onnxruntime" or onnx_model is not None:
+        head, backbone, layout = _onnx_target(backend, onnx_model, head, backbone, layout, weights)
+    elif head is None or backbone is None:
+        raise BuposeError("--head and --backbone are required (or --backend onnxruntime --model FILE.onnx)")
     head_spec = registry.get("heads", head)
     registry.get("backbones", backbone)
     aliases = {"flip": flip, "scales": scales, "amp": amp, "input_size": input_size, "rescore_weights": rescore_weights}
     options, passthrough = head_options(head_spec, pipeline_options, aliases)
+    if onnx_model is not None:
+        weights = onnx_model  # the network's weights are inside the ONNX file
     if weights is None:
         raise BuposeError(_weights_hint(registry, head))
     if not os.path.isfile(weights):
@@ -364,15 +456,20 @@ def run_command(
     if not items:
         raise BuposeError("no readable inputs were given")
     gt_ids = _gt_ids(annotations) if annotations else {}
-    checkpoint = Checkpoint.read(weights, trust=trust)  # read and recognised once, for layout and model
-    if layout is None:
+    checkpoint = None if onnx_model else Checkpoint.read(weights, trust=trust)  # read once, for layout and model
+    if layout is None and checkpoint is not None:
         layout = checkpoint.layout(registry)
     try:
         resolve_grouper(head_spec, grouper, layout or head_spec.layouts[0], registry=registry)
-        estimator = load_model(
-            head, backbone, weights, layout=layout, device=device, trust=trust, options=options,
-            grouper=grouper, checkpoint=checkpoint, **passthrough,
-        )  # fmt: skip
+        if onnx_model is not None:
+            estimator = load_onnx_estimator(onnx_model, device=device, options=options, grouper=grouper, **passthrough)
+        else:
+            estimator = load_model(
+                head, backbone, weights, layout=layout, device=device, trust=trust, options=options,
+                grouper=grouper, checkpoint=checkpoint, **passthrough,
+            )  # fmt: skip
+    except ExportError as exc:
+        raise BuposeError(str(exc)) from None
     except (OptionError, GroupingError) as exc:
         raise BuposeError(str(exc)) from exc
     except TypeError as exc:
@@ -385,7 +482,7 @@ def run_command(
     estimator.model.eval()
     out_dir = Path(output)
     out_dir.mkdir(parents=True, exist_ok=True)
-    writer = _Writer(out_dir, estimator.model.layout.name, overlays, vis_threshold)
+    writer = _Writer(out_dir, estimator.model.layout.name, overlays, vis_threshold, video)
 
     def frames() -> Iterator[tuple[Any, np.ndarray, InputItem, int | None]]:
         for item in items:
