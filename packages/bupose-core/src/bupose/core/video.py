@@ -190,11 +190,26 @@ class VideoSettings:
     tracker: str = "oks"
     smooth: str = "none"
     one_euro: OneEuroSettings = OneEuroSettings()
+    track_score: float | None = None
+    """Person score from which a person may start a track (``None``: the tracker's default, 0.3 for
+    ``oks``); person scores are on each method's own scale, so this is worth setting per head."""
+
+    def tracker_settings(self) -> dict[str, Any]:
+        """The tracker's keyword settings these settings imply."""
+        s = self.track_score
+        if s is None:
+            return {}
+        if self.tracker == "oks":
+            return {"high_score": s, "low_score": min(0.05, s)}
+        if self.tracker == "bytetrack":
+            return {"track_activation_threshold": s, "high_conf_det_threshold": s}
+        return {"track_activation_threshold": s}
 
     def stream(self, layout: str, fps: float) -> VideoPoseStream:
         """A fresh per-video stream with these settings."""
         return VideoPoseStream(
-            layout, fps=fps, track=self.track, smooth=self.smooth, tracker=self.tracker, one_euro=self.one_euro
+            layout, fps=fps, track=self.track, smooth=self.smooth, tracker=self.tracker, one_euro=self.one_euro,
+            tracker_settings=self.tracker_settings(),
         )
 
 

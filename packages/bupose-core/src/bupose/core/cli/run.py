@@ -215,7 +215,8 @@ class HeadHelpCommand(click.Command):
 
 
 def _video_settings(
-    track: bool, tracker: str, smooth: str, min_cutoff: float, beta: float, d_cutoff: float
+    track: bool, tracker: str, smooth: str, min_cutoff: float, beta: float, d_cutoff: float,
+    track_score: float | None = None,
 ) -> Any:
     """The video options as :class:`~bupose.core.video.VideoSettings` (one-line errors for bad values)."""
     from ..video import OneEuroSettings, VideoSettings
@@ -232,7 +233,9 @@ def _video_settings(
             _BoxTracker(tracker, 30.0, {})
         except TrackerUnavailableError as exc:
             raise BuposeError(str(exc)) from None
-    return VideoSettings(track=track or smooth != "none", tracker=tracker, smooth=smooth, one_euro=one_euro)
+    return VideoSettings(
+        track=track or smooth != "none", tracker=tracker, smooth=smooth, one_euro=one_euro, track_score=track_score
+    )
 
 
 def _onnx_target(
@@ -383,6 +386,8 @@ class _Writer:
               help="Videos: give each person a track id (results.json 'track_id', OUTPUT/<video>.frames.jsonl).")
 @click.option("--tracker", "tracker", type=click.Choice(["oks", "bytetrack", "sort"]), default="oks", show_default=True,
               help="oks: core's keypoint-similarity tracker; bytetrack/sort: the optional `trackers` package on keypoint boxes.")
+@click.option("--track-score", "track_score", type=click.FloatRange(min=0), default=None,
+              help="Person score from which a person starts a track (default: the tracker's, 0.3 for oks).")
 @click.option("--smooth", "smooth", type=click.Choice(["none", "one-euro"]), default="none", show_default=True,
               help="Videos: smooth keypoints along tracks with the 1-euro filter (implies --track).")
 @click.option("--smooth-min-cutoff", "smooth_min_cutoff", type=float, default=1.0, show_default=True,
@@ -420,6 +425,7 @@ def run_command(
     smooth_min_cutoff: float = 1.0,
     smooth_beta: float = 0.1,
     smooth_d_cutoff: float = 1.0,
+    track_score: float | None = None,
 ) -> None:
     """Estimate poses on INPUT images, folders and videos; write OUTPUT/results.json (+ overlays)."""
     import torch
@@ -433,7 +439,7 @@ def run_command(
     from . import BuposeError
 
     registry = get_registry()
-    video = _video_settings(track, tracker, smooth, smooth_min_cutoff, smooth_beta, smooth_d_cutoff)
+    video = _video_settings(track, tracker, smooth, smooth_min_cutoff, smooth_beta, smooth_d_cutoff, track_score)
     if backend == "onnxruntime" or onnx_model is not None:
         head, backbone, layout = _onnx_target(backend, onnx_model, head, backbone, layout, weights)
     elif head is None or backbone is None:
