@@ -163,3 +163,21 @@ def test_convert_command_model(tmp_path: Path, w32_coco: dict[str, torch.Tensor]
     res = CliRunner().invoke(_cli(), ["convert", str(src), str(tmp_path / "x.safetensors"), "--layout", "crowdpose14"])
     assert res.exit_code != 0 and "not a known official key layout" in res.output
     assert json.loads(json.dumps(meta))  # metadata is plain JSON
+
+
+def test_convert_writes_provenance(tmp_path: Path) -> None:
+    """`bupose convert` records the model zoo's provenance (licence, source, digest status) and the
+    sha256 of the file it converted."""
+    import hashlib
+
+    sd = build_state_dict("manifest_rescore_crowdpose.tsv")
+    src = tmp_path / "final_rescore_crowd_pose_kpt.pth"
+    torch.save(sd, src)
+    out = tmp_path / "rescore.safetensors"
+    res = CliRunner().invoke(_cli(), ["convert", str(src), str(out)])
+    assert res.exit_code == 0, res.output
+    _, meta = read_checkpoint(out)
+    prov = meta["provenance"]
+    assert prov["licence"].startswith("MIT") and prov["source_page"] == "https://github.com/HRNet/DEKR"
+    assert prov["sha256"] == "unknown" and prov["source_sha256"] == hashlib.sha256(src.read_bytes()).hexdigest()
+    assert "final_rescore_crowd_pose_kpt.pth" in prov["source"]
