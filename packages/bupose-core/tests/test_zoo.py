@@ -52,7 +52,7 @@ def registry() -> Registry:
 def test_spec_fields_are_validated() -> None:
     with pytest.raises(InvalidSpecError, match="sha256 must be 64"):
         _spec(sha256="abc")
-    with pytest.raises(InvalidSpecError, match="carry no '-<hex>.' digest prefix"):
+    with pytest.raises(InvalidSpecError, match=r"carry no '-<hex>\.' digest prefix"):
         _spec(hash_in_name=True)
     with pytest.raises(InvalidSpecError, match="size_bytes"):
         _spec(size_bytes=0)
