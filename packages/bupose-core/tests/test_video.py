@@ -176,3 +176,31 @@ def test_bytetrack_from_the_trackers_package_keeps_ids() -> None:
     for p in range(by_person.shape[1]):
         assert by_person[0, p] >= 0 and (by_person[:, p] == by_person[0, p]).all(), by_person[:, p].tolist()
     assert len(set(by_person[0].tolist())) == by_person.shape[1]
+
+
+def test_synth_video_writes_frames_and_matching_ground_truth(tmp_path) -> None:
+    import cv2
+    from click.testing import CliRunner
+
+    from bupose.core.cli import build_cli
+
+    out = tmp_path / "clip.mp4"
+    res = CliRunner().invoke(build_cli(), ["data", "synth-video", "--out", str(out), "--frames", "6", "--size", "64",
+                                           "--seed", "3"])
+    assert res.exit_code == 0, res.output
+    cap = cv2.VideoCapture(str(out))
+    count = 0
+    while cap.read()[0]:
+        count += 1
+    cap.release()
+    assert count == 6
+    gt = json.loads((tmp_path / "clip.json").read_text())
+    assert [im["file_name"] for im in gt["images"]] == [f"clip.mp4#{k}" for k in range(6)]
+    assert gt["annotations"], "the scene must hold people"
+    for a in gt["annotations"]:
+        kp = np.asarray(a["keypoints"]).reshape(-1, 3)
+        vis = kp[:, 2] > 0
+        assert a["num_keypoints"] == int(vis.sum()) >= 2
+        assert (kp[vis, :2] >= 0).all() and (kp[vis, :2] < 64).all()
+    res = CliRunner().invoke(build_cli(), ["data", "synth-video", "--out", str(tmp_path / "x.avi")])
+    assert res.exit_code != 0 and "expected a .mp4 file" in res.output
