@@ -112,13 +112,19 @@ def _cli():
     return build_cli()
 
 
-def test_convert_command_rescore(tmp_path: Path) -> None:
+def _convert_rescore(tmp_path: Path) -> tuple[dict[str, torch.Tensor], Path, Path]:
+    """A synthetic CrowdPose rescoring file under its official name, converted by `bupose convert`."""
     sd = build_state_dict("manifest_rescore_crowdpose.tsv")
     src = tmp_path / "final_rescore_crowd_pose_kpt.pth"
     torch.save(sd, src)
     out = tmp_path / "rescore.safetensors"
     res = CliRunner().invoke(_cli(), ["convert", str(src), str(out)])
     assert res.exit_code == 0, res.output
+    return sd, src, out
+
+
+def test_convert_command_rescore(tmp_path: Path) -> None:
+    sd, src, out = _convert_rescore(tmp_path)
     tensors, meta = read_checkpoint(out)
     assert meta["role"] == "rescore" and meta["layout"] == "crowdpose14"
     assert meta["source_file"] == src.name and meta["converted_from"] == "dekr_rescore_crowdpose"
@@ -170,12 +176,7 @@ def test_convert_writes_provenance(tmp_path: Path) -> None:
     sha256 of the file it converted."""
     import hashlib
 
-    sd = build_state_dict("manifest_rescore_crowdpose.tsv")
-    src = tmp_path / "final_rescore_crowd_pose_kpt.pth"
-    torch.save(sd, src)
-    out = tmp_path / "rescore.safetensors"
-    res = CliRunner().invoke(_cli(), ["convert", str(src), str(out)])
-    assert res.exit_code == 0, res.output
+    _, src, out = _convert_rescore(tmp_path)
     _, meta = read_checkpoint(out)
     prov = meta["provenance"]
     assert prov["licence"].startswith("MIT") and prov["source_page"] == "https://github.com/HRNet/DEKR"

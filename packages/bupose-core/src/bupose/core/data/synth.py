@@ -514,8 +514,6 @@ def generate(
         raise ValueError("num_images must be >= 0 and size >= 32")
     from tqdm import tqdm
 
-    from ..weights import atomic_write
-
     out = Path(out_dir)
     (out / "images").mkdir(parents=True, exist_ok=True)
     images, annotations = [], []
@@ -539,23 +537,22 @@ def generate(
         for a in anns:
             annotations.append({"id": ann_id, "image_id": image_id, **a})
             ann_id += 1
-    data = {
-        "info": {
-            "description": f"bupose synthetic scenes ({layout}, {difficulty})",
-            "seed": seed,
-            "size": size,
-            "difficulty": difficulty,
-        },
-        "images": images,
-        "annotations": annotations,
-        "categories": _categories(layout),
-    }
+    info = {"description": f"bupose synthetic scenes ({layout}, {difficulty})", "seed": seed, "size": size,
+            "difficulty": difficulty}  # fmt: skip
+    return _write_coco(out / "annotations.json", info, images, annotations, layout)
+
+
+def _write_coco(path: Path, info: dict[str, Any], images: list[Any], annotations: list[Any], layout: str) -> Path:
+    """Write a COCO keypoints json (atomically)."""
+    from ..weights import atomic_write
+
+    data = {"info": info, "images": images, "annotations": annotations, "categories": _categories(layout)}
 
     def write(tmp: str) -> None:
         with open(tmp, "w", encoding="utf-8") as f:
             json.dump(data, f)
 
-    return atomic_write(out / "annotations.json", write)
+    return atomic_write(path, write)
 
 
 def generate_video(
@@ -580,8 +577,6 @@ def generate_video(
         raise ValueError(f"synthetic scenes support layouts {SYNTH_LAYOUTS}, got {layout!r}")
     if frames < 1 or size < 32 or not fps > 0:
         raise ValueError("frames must be >= 1, size >= 32 and fps > 0")
-    from ..weights import atomic_write
-
     out = Path(out_path)
     if out.suffix.lower() != ".mp4":
         raise ValueError(f"{out}: the synthetic video is written as .mp4")
@@ -622,15 +617,5 @@ def generate_video(
     finally:
         writer.release()
     os.replace(str(out) + ".tmp.mp4", out)
-    data = {
-        "info": {"description": f"bupose synthetic video ({layout}, {difficulty}, panning)", "seed": seed, "fps": fps},
-        "images": images,
-        "annotations": annotations,
-        "categories": _categories(layout),
-    }
-
-    def write(tmp: str) -> None:
-        with open(tmp, "w", encoding="utf-8") as f:
-            json.dump(data, f)
-
-    return out, atomic_write(out.with_suffix(".json"), write)
+    info = {"description": f"bupose synthetic video ({layout}, {difficulty}, panning)", "seed": seed, "fps": fps}
+    return out, _write_coco(out.with_suffix(".json"), info, images, annotations, layout)
