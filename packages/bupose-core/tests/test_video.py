@@ -91,7 +91,8 @@ def _jitter(xy: np.ndarray, vis: np.ndarray) -> float:
 def test_track_ids_are_continuous_and_distinct() -> None:
     truth, _ = _video_truth()
     dets, order = _detections(truth, noise=2.0, seed=0)
-    _, ids = _run(VideoPoseStream("coco17", fps=FPS, track=True), dets)
+    poses, ids = _run(VideoPoseStream("coco17", fps=FPS, track=True), dets)
+    assert all((p.extras["track_id"] == i).all() for p, i in zip(poses, ids))
     by_person = _per_person(ids, order, len(truth[0]))  # (frames, people)
     for p in range(by_person.shape[1]):
         assert by_person[0, p] >= 1

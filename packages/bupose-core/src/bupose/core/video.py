@@ -150,13 +150,19 @@ class VideoPoseStream:
         self.frames = 0
 
     def update(self, poses: Poses) -> tuple[Poses, np.ndarray | None]:
-        """The next frame's poses (smoothed when asked) and track ids (N,) (``None`` without tracking)."""
+        """The next frame's poses (smoothed when asked) and track ids (N,) (``None`` without tracking).
+
+        With tracking the returned poses are a copy that also carries the ids as ``extras["track_id"]``
+        (so :meth:`~bupose.core.poses.Poses.to_supervision` hands them on)."""
         self.frames += 1
         if self._tracker is None:
             return poses, None
         ids = self._tracker.update(poses)
         if self._smoother is not None:
             poses = self._smoother(poses, ids, 1.0 / self.fps)
+        else:
+            poses = Poses(poses.keypoints.copy(), poses.scores.copy(), poses.layout, dict(poses.extras))
+        poses.extras["track_id"] = ids.copy()
         return poses, ids
 
 
