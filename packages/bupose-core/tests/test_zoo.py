@@ -154,3 +154,11 @@ def test_markdown_rows(registry: Registry) -> None:
     hub = next(line for line in text.splitlines() if line.startswith("| zoo_test_hub |"))
     assert "prefix `0123abcd`" in hub
     assert zoo_entry(registry.components["weights"]["zoo_test_nodigest"])["source_page"] == UNKNOWN
+
+
+def test_cli_prints_the_digest_warning_as_one_line(registered: WeightsSpec, tmp_path: Path) -> None:
+    path = tmp_path / "zoo_test_global.pth"
+    torch.save({"w": torch.zeros(2)}, path)
+    res = CliRunner().invoke(build_cli(), ["convert", str(path), str(tmp_path / "o.safetensors")])
+    lines = [x for x in res.output.splitlines() if x.startswith("warning: ")]
+    assert len(lines) == 1 and OFFICIAL_SHA in lines[0] and hashlib.sha256(path.read_bytes()).hexdigest() in lines[0]

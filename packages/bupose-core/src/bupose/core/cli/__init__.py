@@ -41,6 +41,27 @@ def cli(ctx: click.Context, debug: bool) -> None:
     SimplePose) with any backbone, as plugins."""
     ctx.ensure_object(dict)
     ctx.obj["debug"] = debug
+    _show_user_warnings()
+
+
+def _show_user_warnings() -> None:
+    """Print bupose's warnings to users (a checkpoint digest mismatch) as one ``warning: ...`` line."""
+    import warnings
+
+    from ..zoo import WeightsDigestWarning
+
+    previous = warnings.showwarning
+    if getattr(previous, "_bupose", False):
+        return
+
+    def show(message: Any, category: type[Warning], filename: str, lineno: int, file: Any = None, line: Any = None) -> None:
+        if issubclass(category, WeightsDigestWarning):
+            click.echo(f"warning: {message}", err=True)
+        else:
+            previous(message, category, filename, lineno, file, line)
+
+    show._bupose = True  # type: ignore[attr-defined]
+    warnings.showwarning = show
 
 
 _COMMANDS_ADDED = False
