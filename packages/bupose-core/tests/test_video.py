@@ -205,3 +205,18 @@ def test_synth_video_writes_frames_and_matching_ground_truth(tmp_path) -> None:
         assert (kp[vis, :2] >= 0).all() and (kp[vis, :2] < 64).all()
     res = CliRunner().invoke(build_cli(), ["data", "synth-video", "--out", str(tmp_path / "x.avi")])
     assert res.exit_code != 0 and "expected a .mp4 file" in res.output
+
+
+def test_box_trackers_without_the_package_say_what_to_install(monkeypatch: pytest.MonkeyPatch) -> None:
+    import sys
+
+    from bupose.core.video import TrackerUnavailableError, check_tracker
+
+    monkeypatch.setitem(sys.modules, "trackers", None)  # import trackers -> ImportError
+    with pytest.raises(TrackerUnavailableError, match="pip install trackers"):
+        check_tracker("bytetrack")
+    with pytest.raises(TrackerUnavailableError, match="--tracker sort"):
+        VideoPoseStream("coco17", tracker="sort")
+    check_tracker("oks")  # core's own: always there
+    with pytest.raises(ValueError, match="--tracker 'x'"):
+        check_tracker("x")

@@ -34,7 +34,10 @@ __all__ = [
     "TRACKERS",
     "OneEuroSettings",
     "TrackerUnavailableError",
+    "VideoFrameLog",
     "VideoPoseStream",
+    "VideoSettings",
+    "check_tracker",
     "frame_record",
 ]
 
@@ -99,6 +102,15 @@ class _BoxTracker:
         for index, tid in zip(out.data["bupose_index"], out.tracker_id, strict=True):
             ids[int(index)] = int(tid)
         return ids
+
+
+def check_tracker(name: str) -> None:
+    """Raise :class:`TrackerUnavailableError` (naming what to install) when tracker ``name`` cannot run here,
+    ``ValueError`` for an unknown name."""
+    if name not in TRACKERS:
+        raise ValueError(f"--tracker {name!r}: expected one of {', '.join(TRACKERS)}")
+    if name != "oks":
+        _BoxTracker(name, 30.0, {})
 
 
 class VideoPoseStream:

@@ -219,20 +219,17 @@ def _video_settings(
     track_score: float | None = None,
 ) -> Any:
     """The video options as :class:`~bupose.core.video.VideoSettings` (one-line errors for bad values)."""
-    from ..video import OneEuroSettings, VideoSettings
+    from ..video import OneEuroSettings, TrackerUnavailableError, VideoSettings, check_tracker
     from . import BuposeError
 
     try:
         one_euro = OneEuroSettings(min_cutoff, beta, d_cutoff)
     except ValueError as exc:
         raise BuposeError(f"--smooth-min-cutoff/--smooth-beta/--smooth-d-cutoff: {exc}") from None
-    if tracker != "oks":
-        from ..video import TrackerUnavailableError, _BoxTracker
-
-        try:
-            _BoxTracker(tracker, 30.0, {})
-        except TrackerUnavailableError as exc:
-            raise BuposeError(str(exc)) from None
+    try:
+        check_tracker(tracker)
+    except (TrackerUnavailableError, ValueError) as exc:
+        raise BuposeError(str(exc)) from None
     return VideoSettings(
         track=track or smooth != "none", tracker=tracker, smooth=smooth, one_euro=one_euro, track_score=track_score
     )
@@ -299,7 +296,7 @@ class _Writer:
         self._videos: dict[Path, Any] = {}
 
     def add(self, image_id: Any, poses: Any, image: np.ndarray, item: InputItem, frame: int | None) -> None:
-        entries, ids = None, None
+        ids = None
         if frame is not None:  # video frames: tracked / smoothed, one JSON line each
             fps = self._fps.setdefault(item.path, _video_fps(item.path))
             poses, ids = self.frames_log.add(item.path, frame, fps, poses, image_id)
