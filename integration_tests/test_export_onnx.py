@@ -212,3 +212,18 @@ def test_export_errors_are_one_line(tmp_path: Path) -> None:
     with pytest.raises(ExportError, match="opset >= 19"):
         export_onnx(model, tmp_path / "y.onnx", input_hw=(64, 64), opset=17)
     assert not (tmp_path / "y.onnx").exists()
+
+
+def test_onnx_providers_follow_the_device() -> None:
+    from bupose.core.export import onnx_providers
+
+    cpu_only = ["CPUExecutionProvider"]
+    both = ["CUDAExecutionProvider", "CPUExecutionProvider"]
+    assert onnx_providers("cpu", both) == ["CPUExecutionProvider"]
+    assert onnx_providers("auto", cpu_only) == ["CPUExecutionProvider"]
+    assert onnx_providers("auto", both)[0] == ("CUDAExecutionProvider", {"device_id": 0})
+    assert onnx_providers("cuda:1", both)[0] == ("CUDAExecutionProvider", {"device_id": 1})
+    with pytest.raises(ExportError, match="no CUDAExecutionProvider"):
+        onnx_providers("cuda", cpu_only)
+    with pytest.raises(ExportError, match="expected auto, cpu, cuda"):
+        onnx_providers("tpu", both)

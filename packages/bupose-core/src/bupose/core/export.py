@@ -225,8 +225,11 @@ class OnnxNetwork:
 
 
 def onnx_providers(device: str, available: Sequence[str]) -> list[Any]:
-    """onnxruntime execution providers for a torch-style ``device`` string (``cpu``, ``cuda``, ``cuda:N``)."""
+    """onnxruntime execution providers for a torch-style ``device`` string (``cpu``, ``cuda``, ``cuda:N``,
+    or ``auto``: CUDA when this onnxruntime has its provider, else the CPU)."""
     dev = str(device).strip().lower()
+    if dev == "auto":
+        dev = "cuda" if "CUDAExecutionProvider" in available else "cpu"
     if dev == "cpu":
         return ["CPUExecutionProvider"]
     if dev == "cuda" or dev.startswith("cuda:"):
@@ -237,7 +240,7 @@ def onnx_providers(device: str, available: Sequence[str]) -> list[Any]:
             )
         index = int(dev.partition(":")[2] or 0)
         return [("CUDAExecutionProvider", {"device_id": index}), "CPUExecutionProvider"]
-    raise ExportError(f"--device {device}: expected cpu, cuda or cuda:N for the onnxruntime backend")
+    raise ExportError(f"--device {device}: expected auto, cpu, cuda or cuda:N for the onnxruntime backend")
 
 
 class _OnnxBackedModel(PoseModel):
