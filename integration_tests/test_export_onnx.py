@@ -1,7 +1,8 @@
 """ONNX export (``bupose export``) run in onnxruntime gives the torch path's poses.
 
-DEKR exports its adaptive convolution as ONNX ``DeformConv`` (opset 19); SimplePose (a small IMHN:
-1 stack, depth 2) and the example head are plain networks. The poses through the head's own pipeline
+DEKR exports its adaptive convolution as ONNX ``DeformConv`` (opset 19); LOGO-CAP's KAM network (run
+during decoding) is a second graph in the same file; SimplePose (a small IMHN: 1 stack, depth 2) and the
+example head are plain networks. The poses through the head's own pipeline
 must agree: same count and order, keypoints within 1e-2 px, scores within 1e-4 — through the Python
 API and through ``bupose run --backend onnxruntime --model FILE.onnx``.
 """
@@ -90,6 +91,7 @@ def _assert_same_poses(want: list, got: list) -> None:
 CASES = [
     ("dekr", "hrnet_w18_small", None, {"input_size": 128, "flip": True, "keypoint_threshold": -1.0}, (128, 192)),
     ("simplepose", "imhn", _SMALL_IMHN, {"input_size": 64, "scales": (1.0,), "flip": True}, (64, 64)),
+    ("logocap", "hrnet_w18_small", None, {"input_size": 128, "flip": True}, (128, 128)),
     ("example", "example_convnet", None, {}, (64, 64)),
 ]
 
@@ -122,7 +124,7 @@ def _coco_by_image(path: Path) -> dict:
     return out
 
 
-@pytest.mark.parametrize("case", [CASES[0], CASES[2]], ids=["dekr", "example"])
+@pytest.mark.parametrize("case", [CASES[0], CASES[3]], ids=["dekr", "example"])
 def test_run_backend_onnxruntime_equals_torch(case: tuple, tmp_path: Path) -> None:
     """`bupose run --backend onnxruntime --model F.onnx` writes the poses `bupose run --weights` writes.
 
@@ -174,18 +176,10 @@ def test_run_backend_onnxruntime_errors(tmp_path: Path) -> None:
     assert res.exit_code != 0 and "was exported for head 'example'" in res.output
     res = runner.invoke(build_cli(), [*base, "--backend", "onnxruntime", "--model", str(onnx_path), str(img)])
     assert res.exit_code == 0, res.output
-    # a head whose pipeline runs learned modules outside the exported graph is refused, saying why
-    import onnx
+    from bupose.core.export import OnnxNetwork
 
-    proto = onnx.load(str(onnx_path))
-    for p in proto.metadata_props:
-        if p.key == "bupose":
-            meta = json.loads(p.value)
-            meta["head"] = "logocap"
-            p.value = json.dumps(meta)
-    onnx.save(proto, str(tmp_path / "lc.onnx"))
-    with pytest.raises(ExportError, match="KAM"):
-        load_onnx_estimator(tmp_path / "lc.onnx")
+    with pytest.raises(ExportError, match="no exported part 'kam'"):
+        OnnxNetwork(onnx_path).part("kam")
 
 
 def test_export_command_writes_a_checked_file(tmp_path: Path) -> None:
@@ -227,3 +221,22 @@ def test_onnx_providers_follow_the_device() -> None:
         onnx_providers("cuda", cpu_only)
     with pytest.raises(ExportError, match="expected auto, cpu, cuda"):
         onnx_providers("tpu", both)
+
+
+def test_logocap_kam_runs_in_onnxruntime(tmp_path: Path) -> None:
+    """LOGO-CAP's decoding-time KAM network is exported as its own graph and put back in its place."""
+    if "logocap" not in get_registry().names("heads"):
+        pytest.skip("bupose-logocap is not installed")
+    from bupose.core.export import OnnxPart
+
+    model = _build("logocap", "hrnet_w18_small")
+    path = tmp_path / "lc.onnx"
+    check = export_onnx(model, path, input_hw=(128, 128))
+    assert check is not None and "joints_mlp.output" in check.max_abs_error
+    assert read_onnx_metadata(path)["parts"] == ["joints_mlp"]
+    est = load_onnx_estimator(path)
+    assert isinstance(est.model.head.joints_mlp, OnnxPart)
+    x = torch.randn(3, model.head.num_joints * model.head.embedding_dim, 11, 11)
+    with torch.no_grad():
+        np.testing.assert_allclose(est.model.head.kam(x, clamp=False).numpy(), model.head.kam(x, clamp=False).numpy(),
+                                   atol=1e-4, rtol=1e-4)

@@ -13,6 +13,8 @@ on the CPU. ``onnx`` and ``onnxruntime`` are optional (``pip install bupose-core
 
 from __future__ import annotations
 
+import base64
+import io
 import json
 import os
 import warnings
@@ -37,7 +39,7 @@ __all__ = [
     "export_onnx",
     "load_onnx_estimator",
     "load_onnx_model",
-    "NETWORK_ONLY_HEADS",
+    "OnnxPart",
     "onnx_providers",
     "onnx_run_target",
     "read_onnx_metadata",
@@ -47,6 +49,7 @@ DEFAULT_OPSET = 19
 """The lowest opset with ``DeformConv`` (DEKR's adaptive convolution)."""
 
 _META_KEY = "bupose"
+_PART_KEY = "bupose.part."
 
 
 class ExportError(RuntimeError):
@@ -158,22 +161,34 @@ def export_onnx(
         "dynamic_size": dynamic_size,
     }
 
-    def write(tmp: str) -> None:
+    part_inputs = {name: x.to(device) for name, x in model.head.export_parts().items()}
+    meta["parts"] = sorted(part_inputs)
+
+    def trace(module: nn.Module, args: tuple[Any, ...], target: Any, what: str, **kwargs: Any) -> None:
         try:
             with torch.no_grad(), warnings.catch_warnings():
                 # the tracer warns about every Python-level shape check; the check below is the proof
                 warnings.simplefilter("ignore", torch.jit.TracerWarning)
                 warnings.simplefilter("ignore", DeprecationWarning)  # the TorchScript exporter: DeformConv needs it
-                torch.onnx.export(
-                    wrapper, (example,), tmp, opset_version=opset, dynamo=False,
-                    input_names=["images"], output_names=fields, dynamic_axes=axes or None,
-                )  # fmt: skip
+                torch.onnx.export(module, args, target, opset_version=opset, dynamo=False, **kwargs)
         except Exception as exc:
-            raise ExportError(f"ONNX export of {model.head_name} + {model.backbone_name} failed: {exc}") from exc
+            raise ExportError(f"ONNX export of {what} failed: {exc}") from exc
+
+    def write(tmp: str) -> None:
+        trace(wrapper, (example,), tmp, f"{model.head_name} + {model.backbone_name}",
+              input_names=["images"], output_names=fields, dynamic_axes=axes or None)  # fmt: skip
         proto = onnx.load(tmp)
         entry = proto.metadata_props.add()
         entry.key = _META_KEY
         entry.value = json.dumps(meta)
+        for name, x in part_inputs.items():  # decoding-time modules: their own graphs, in the same file
+            buf = io.BytesIO()
+            trace(getattr(model.head, name).eval(), (x,), buf, f"{model.head_name} part {name!r}",
+                  input_names=["input"], output_names=["output"],
+                  dynamic_axes={"input": {0: "n"}, "output": {0: "n"}})  # fmt: skip
+            part = proto.metadata_props.add()
+            part.key = _PART_KEY + name
+            part.value = base64.b64encode(buf.getvalue()).decode("ascii")
         onnx.save(proto, tmp)
 
     try:
@@ -186,8 +201,14 @@ def export_onnx(
     got = net(example.cpu())
     errors = {f: float((got[f] - reference[f].float().cpu()).abs().max()) for f in fields}
     values = {f: float(reference[f].float().abs().max()) for f in fields}
+    for name, x in part_inputs.items():
+        with torch.no_grad():
+            want = getattr(model.head, name).eval()(x).float().cpu()
+        out = net.part(name)(x.cpu())
+        errors[f"{name}.output"] = float((out - want).abs().max())
+        values[f"{name}.output"] = float(want.abs().max())
     result = ExportCheck(errors, values)
-    for f in fields:
+    for f in errors:
         if errors[f] > 1e-3 * max(1.0, values[f]):
             out_path.unlink(missing_ok=True)
             raise ExportError(
@@ -217,11 +238,37 @@ class OnnxNetwork:
         self.session = ort.InferenceSession(str(self.path), providers=chosen)
         self.providers = tuple(self.session.get_providers())
         self.fields = tuple(self.metadata["fields"])
+        self._chosen = chosen
+        self._parts: dict[str, OnnxPart] = {}
+
+    def part(self, name: str) -> OnnxPart:
+        """The exported decoding-time module ``name`` (:meth:`~bupose.core.model.Head.export_parts`)."""
+        if name not in self._parts:
+            onnx = _need("onnx")
+            proto = onnx.load(str(self.path), load_external_data=False)
+            blobs = {p.key[len(_PART_KEY):]: p.value for p in proto.metadata_props if p.key.startswith(_PART_KEY)}
+            if name not in blobs:
+                raise ExportError(f"{self.path}: no exported part {name!r} (parts: {', '.join(blobs) or 'none'})")
+            self._parts[name] = OnnxPart(base64.b64decode(blobs[name]), self._chosen)
+        return self._parts[name]
 
     def __call__(self, images: torch.Tensor) -> dict[str, torch.Tensor]:
         x = images.detach().float().cpu().numpy()
         outs = self.session.run(list(self.fields), {"images": np.ascontiguousarray(x)})
         return {f: torch.from_numpy(np.asarray(o)).to(images.device) for f, o in zip(self.fields, outs)}
+
+
+class OnnxPart(nn.Module):
+    """A head's decoding-time module run by onnxruntime (one tensor in, one out), in the module's place."""
+
+    def __init__(self, graph: bytes, providers: Sequence[Any]) -> None:
+        super().__init__()
+        ort = _need("onnxruntime")
+        self.session = ort.InferenceSession(graph, providers=list(providers))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = self.session.run(["output"], {"input": np.ascontiguousarray(x.detach().float().cpu().numpy())})[0]
+        return torch.from_numpy(np.asarray(out)).to(x.device)
 
 
 def onnx_providers(device: str, available: Sequence[str]) -> list[Any]:
@@ -273,15 +320,9 @@ def load_onnx_model(
         layout=skeleton.layout, config=dict(config),
     )  # fmt: skip
     model.network = network
+    for name in meta.get("parts", []):
+        setattr(model.head, name, network.part(name))
     return model.eval()
-
-
-NETWORK_ONLY_HEADS: dict[str, str] = {
-    "logocap": "its keypoint-adaptation network (KAM) runs inside decoding on per-person crops and is not "
-    "part of the exported graph",
-}
-"""Heads whose pipeline runs learned modules outside ``PoseModel.forward``: the ONNX file alone cannot
-reproduce their poses, so :func:`load_onnx_estimator` refuses them (naming why)."""
 
 
 def load_onnx_estimator(
@@ -304,11 +345,6 @@ def load_onnx_estimator(
 
     registry = get_registry()
     meta = read_onnx_metadata(path)
-    if meta["head"] in NETWORK_ONLY_HEADS:
-        raise ExportError(
-            f"{path}: head {meta['head']!r} cannot run from its ONNX file: {NETWORK_ONLY_HEADS[meta['head']]}; "
-            "use the torch backend"
-        )
     spec = registry.get("heads", meta["head"])
     assert isinstance(spec, HeadSpec)
     if spec.pipeline is None:
