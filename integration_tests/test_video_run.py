@@ -119,3 +119,20 @@ def test_run_video_bad_options(tmp_path: Path) -> None:
     assert res.exit_code != 0 and "min_cutoff and d_cutoff must be > 0" in res.output
     res = CliRunner().invoke(build_cli(), [*base, "--smooth", "kalman"])
     assert res.exit_code != 0 and "kalman" in res.output
+
+
+def test_run_video_with_bytetrack(tmp_path: Path) -> None:
+    """--tracker bytetrack (the optional `trackers` package) gives ids from a track's second frame on."""
+    pytest.importorskip("trackers")
+    video = tmp_path / "walk.mp4"
+    _write_video(video)
+    weights = tmp_path / "w.safetensors"
+    _weights(weights)
+    res = CliRunner().invoke(build_cli(), [
+        "run", "--head", "example", "--backbone", "example_convnet", "--weights", str(weights), "--no-overlays",
+        "--track", "--tracker", "bytetrack", "--track-score", "0.1", "--output", str(tmp_path / "bt"), str(video)])
+    assert res.exit_code == 0, res.output
+    records = _records(tmp_path / "bt" / "walk.frames.jsonl")
+    assert len(records) == FRAMES
+    later = [p["track_id"] for r in records[1:] for p in r["people"]]
+    assert later and all(isinstance(t, int) and t >= 0 for t in later)

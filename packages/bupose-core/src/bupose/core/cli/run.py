@@ -298,7 +298,9 @@ class _Writer:
     def add(self, image_id: Any, poses: Any, image: np.ndarray, item: InputItem, frame: int | None) -> None:
         ids = None
         if frame is not None:  # video frames: tracked / smoothed, one JSON line each
-            fps = self._fps.setdefault(item.path, _video_fps(item.path))
+            if item.path not in self._fps:
+                self._fps[item.path] = _video_fps(item.path)
+            fps = self._fps[item.path]
             poses, ids = self.frames_log.add(item.path, frame, fps, poses, image_id)
         entries = poses.to_coco(image_id)
         if ids is not None:
