@@ -112,13 +112,19 @@ def _cli():
     return build_cli()
 
 
-def test_convert_command_rescore(tmp_path: Path) -> None:
+def _convert_rescore(tmp_path: Path) -> tuple[dict[str, torch.Tensor], Path, Path]:
+    """A synthetic CrowdPose rescoring file under its official name, converted by `bupose convert`."""
     sd = build_state_dict("manifest_rescore_crowdpose.tsv")
     src = tmp_path / "final_rescore_crowd_pose_kpt.pth"
     torch.save(sd, src)
     out = tmp_path / "rescore.safetensors"
     res = CliRunner().invoke(_cli(), ["convert", str(src), str(out)])
     assert res.exit_code == 0, res.output
+    return sd, src, out
+
+
+def test_convert_command_rescore(tmp_path: Path) -> None:
+    sd, src, out = _convert_rescore(tmp_path)
     tensors, meta = read_checkpoint(out)
     assert meta["role"] == "rescore" and meta["layout"] == "crowdpose14"
     assert meta["source_file"] == src.name and meta["converted_from"] == "dekr_rescore_crowdpose"
@@ -163,3 +169,16 @@ def test_convert_command_model(tmp_path: Path, w32_coco: dict[str, torch.Tensor]
     res = CliRunner().invoke(_cli(), ["convert", str(src), str(tmp_path / "x.safetensors"), "--layout", "crowdpose14"])
     assert res.exit_code != 0 and "not a known official key layout" in res.output
     assert json.loads(json.dumps(meta))  # metadata is plain JSON
+
+
+def test_convert_writes_provenance(tmp_path: Path) -> None:
+    """`bupose convert` records the model zoo's provenance (licence, source, digest status) and the
+    sha256 of the file it converted."""
+    import hashlib
+
+    _, src, out = _convert_rescore(tmp_path)
+    _, meta = read_checkpoint(out)
+    prov = meta["provenance"]
+    assert prov["licence"].startswith("MIT") and prov["source_page"] == "https://github.com/HRNet/DEKR"
+    assert prov["sha256"] == "unknown" and prov["source_sha256"] == hashlib.sha256(src.read_bytes()).hexdigest()
+    assert "final_rescore_crowd_pose_kpt.pth" in prov["source"]

@@ -13,6 +13,8 @@ on the CPU. ``onnx`` and ``onnxruntime`` are optional (``pip install bupose-core
 
 from __future__ import annotations
 
+import base64
+import io
 import json
 import os
 import warnings
@@ -37,6 +39,9 @@ __all__ = [
     "export_onnx",
     "load_onnx_estimator",
     "load_onnx_model",
+    "OnnxPart",
+    "onnx_providers",
+    "onnx_run_target",
     "read_onnx_metadata",
 ]
 
@@ -44,6 +49,7 @@ DEFAULT_OPSET = 19
 """The lowest opset with ``DeformConv`` (DEKR's adaptive convolution)."""
 
 _META_KEY = "bupose"
+_PART_KEY = "bupose.part."
 
 
 class ExportError(RuntimeError):
@@ -155,22 +161,34 @@ def export_onnx(
         "dynamic_size": dynamic_size,
     }
 
-    def write(tmp: str) -> None:
+    part_inputs = {name: x.to(device) for name, x in model.head.export_parts().items()}
+    meta["parts"] = sorted(part_inputs)
+
+    def trace(module: nn.Module, args: tuple[Any, ...], target: Any, what: str, **kwargs: Any) -> None:
         try:
             with torch.no_grad(), warnings.catch_warnings():
                 # the tracer warns about every Python-level shape check; the check below is the proof
                 warnings.simplefilter("ignore", torch.jit.TracerWarning)
                 warnings.simplefilter("ignore", DeprecationWarning)  # the TorchScript exporter: DeformConv needs it
-                torch.onnx.export(
-                    wrapper, (example,), tmp, opset_version=opset, dynamo=False,
-                    input_names=["images"], output_names=fields, dynamic_axes=axes or None,
-                )  # fmt: skip
+                torch.onnx.export(module, args, target, opset_version=opset, dynamo=False, **kwargs)
         except Exception as exc:
-            raise ExportError(f"ONNX export of {model.head_name} + {model.backbone_name} failed: {exc}") from exc
+            raise ExportError(f"ONNX export of {what} failed: {exc}") from exc
+
+    def write(tmp: str) -> None:
+        trace(wrapper, (example,), tmp, f"{model.head_name} + {model.backbone_name}",
+              input_names=["images"], output_names=fields, dynamic_axes=axes or None)  # fmt: skip
         proto = onnx.load(tmp)
         entry = proto.metadata_props.add()
         entry.key = _META_KEY
         entry.value = json.dumps(meta)
+        for name, x in part_inputs.items():  # decoding-time modules: their own graphs, in the same file
+            buf = io.BytesIO()
+            trace(getattr(model.head, name).eval(), (x,), buf, f"{model.head_name} part {name!r}",
+                  input_names=["input"], output_names=["output"],
+                  dynamic_axes={"input": {0: "n"}, "output": {0: "n"}})  # fmt: skip
+            part = proto.metadata_props.add()
+            part.key = _PART_KEY + name
+            part.value = base64.b64encode(buf.getvalue()).decode("ascii")
         onnx.save(proto, tmp)
 
     try:
@@ -183,8 +201,14 @@ def export_onnx(
     got = net(example.cpu())
     errors = {f: float((got[f] - reference[f].float().cpu()).abs().max()) for f in fields}
     values = {f: float(reference[f].float().abs().max()) for f in fields}
+    for name, x in part_inputs.items():
+        with torch.no_grad():
+            want = getattr(model.head, name).eval()(x).float().cpu()
+        out = net.part(name)(x.cpu())
+        errors[f"{name}.output"] = float((out - want).abs().max())
+        values[f"{name}.output"] = float(want.abs().max())
     result = ExportCheck(errors, values)
-    for f in fields:
+    for f in errors:
         if errors[f] > 1e-3 * max(1.0, values[f]):
             out_path.unlink(missing_ok=True)
             raise ExportError(
@@ -195,22 +219,75 @@ def export_onnx(
 
 
 class OnnxNetwork:
-    """An exported network in an onnxruntime session: ``net(images) -> {field: tensor}``."""
+    """An exported network in an onnxruntime session: ``net(images) -> {field: tensor}``.
 
-    def __init__(self, path: str | os.PathLike[str], *, providers: Sequence[str] | None = None) -> None:
+    ``device`` picks the execution provider: ``"cpu"`` runs on the CPU only; ``"cuda"`` /
+    ``"cuda:N"`` needs onnxruntime's CUDA provider (``onnxruntime-gpu``) and raises
+    :class:`ExportError` without it. ``providers`` (onnxruntime names) overrides ``device``.
+    """
+
+    def __init__(
+        self, path: str | os.PathLike[str], *, providers: Sequence[str] | None = None, device: str = "cpu"
+    ) -> None:
         ort = _need("onnxruntime")
         self.path = Path(path)
+        if not self.path.is_file():
+            raise ExportError(f"{path}: ONNX file not found")
         self.metadata = read_onnx_metadata(self.path)
-        available = ort.get_available_providers()
-        chosen = list(providers) if providers else [p for p in ("CUDAExecutionProvider",) if p in available]
-        chosen.append("CPUExecutionProvider")
+        chosen: list[Any] = list(providers) if providers else onnx_providers(device, ort.get_available_providers())
         self.session = ort.InferenceSession(str(self.path), providers=chosen)
+        self.providers = tuple(self.session.get_providers())
         self.fields = tuple(self.metadata["fields"])
+        self._chosen = chosen
+        self._parts: dict[str, OnnxPart] = {}
+
+    def part(self, name: str) -> OnnxPart:
+        """The exported decoding-time module ``name`` (:meth:`~bupose.core.model.Head.export_parts`)."""
+        if name not in self._parts:
+            onnx = _need("onnx")
+            proto = onnx.load(str(self.path), load_external_data=False)
+            blobs = {p.key[len(_PART_KEY):]: p.value for p in proto.metadata_props if p.key.startswith(_PART_KEY)}
+            if name not in blobs:
+                raise ExportError(f"{self.path}: no exported part {name!r} (parts: {', '.join(blobs) or 'none'})")
+            self._parts[name] = OnnxPart(base64.b64decode(blobs[name]), self._chosen)
+        return self._parts[name]
 
     def __call__(self, images: torch.Tensor) -> dict[str, torch.Tensor]:
         x = images.detach().float().cpu().numpy()
         outs = self.session.run(list(self.fields), {"images": np.ascontiguousarray(x)})
         return {f: torch.from_numpy(np.asarray(o)).to(images.device) for f, o in zip(self.fields, outs)}
+
+
+class OnnxPart(nn.Module):
+    """A head's decoding-time module run by onnxruntime (one tensor in, one out), in the module's place."""
+
+    def __init__(self, graph: bytes, providers: Sequence[Any]) -> None:
+        super().__init__()
+        ort = _need("onnxruntime")
+        self.session = ort.InferenceSession(graph, providers=list(providers))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = self.session.run(["output"], {"input": np.ascontiguousarray(x.detach().float().cpu().numpy())})[0]
+        return torch.from_numpy(np.asarray(out)).to(x.device)
+
+
+def onnx_providers(device: str, available: Sequence[str]) -> list[Any]:
+    """onnxruntime execution providers for a torch-style ``device`` string (``cpu``, ``cuda``, ``cuda:N``,
+    or ``auto``: CUDA when this onnxruntime has its provider, else the CPU)."""
+    dev = str(device).strip().lower()
+    if dev == "auto":
+        dev = "cuda" if "CUDAExecutionProvider" in available else "cpu"
+    if dev == "cpu":
+        return ["CPUExecutionProvider"]
+    if dev == "cuda" or dev.startswith("cuda:"):
+        if "CUDAExecutionProvider" not in available:
+            raise ExportError(
+                f"--device {device}: this onnxruntime has no CUDAExecutionProvider (available: "
+                f"{', '.join(available)}); install onnxruntime-gpu or use --device cpu"
+            )
+        index = int(dev.partition(":")[2] or 0)
+        return [("CUDAExecutionProvider", {"device_id": index}), "CPUExecutionProvider"]
+    raise ExportError(f"--device {device}: expected auto, cpu, cuda or cuda:N for the onnxruntime backend")
 
 
 class _OnnxBackedModel(PoseModel):
@@ -224,14 +301,14 @@ class _OnnxBackedModel(PoseModel):
 
 
 def load_onnx_model(
-    path: str | os.PathLike[str], *, providers: Sequence[str] | None = None
+    path: str | os.PathLike[str], *, providers: Sequence[str] | None = None, device: str = "cpu"
 ) -> PoseModel:
     """A :class:`PoseModel` built from an exported file's metadata whose network runs in onnxruntime.
 
     The torch modules are built (randomly initialised, never run) only so that the head's pipeline finds
     the attributes it reads (strides, layout, the trained input size).
     """
-    network = OnnxNetwork(path, providers=providers)
+    network = OnnxNetwork(path, providers=providers, device=device)
     meta = network.metadata
     config: Mapping[str, Any] = meta.get("config") or {}
     skeleton = build_model(
@@ -243,20 +320,52 @@ def load_onnx_model(
         layout=skeleton.layout, config=dict(config),
     )  # fmt: skip
     model.network = network
+    for name in meta.get("parts", []):
+        setattr(model.head, name, network.part(name))
     return model.eval()
 
 
 def load_onnx_estimator(
-    path: str | os.PathLike[str], *, providers: Sequence[str] | None = None, **pipeline_options: Any
+    path: str | os.PathLike[str],
+    *,
+    providers: Sequence[str] | None = None,
+    device: str = "cpu",
+    options: Any = None,
+    grouper: str | None = None,
+    **pipeline_options: Any,
 ) -> Estimator:
     """An :class:`~bupose.core.inference.Estimator` running the exported network in onnxruntime inside
-    the head's own pipeline (``pipeline_options`` as for :func:`~bupose.core.inference.load_model`)."""
+    the head's own pipeline: the same preparation, test-time augmentation, decoding and grouping as the
+    torch path. ``options`` (the head's options dataclass), ``grouper`` and ``pipeline_options`` are as
+    for :func:`~bupose.core.inference.load_model`; ``device`` chooses the execution provider
+    (:func:`onnx_providers`)."""
+    from .grouping import resolve_grouper
     from .plugins import get_registry
     from .specs import HeadSpec, import_object
 
-    model = load_onnx_model(path, providers=providers)
-    spec = get_registry().get("heads", model.head_name)
+    registry = get_registry()
+    meta = read_onnx_metadata(path)
+    spec = registry.get("heads", meta["head"])
     assert isinstance(spec, HeadSpec)
     if spec.pipeline is None:
-        raise ExportError(f"head {model.head_name!r} declares no inference pipeline")
-    return Estimator(model, import_object(spec.pipeline)(model, **pipeline_options))
+        raise ExportError(f"head {meta['head']!r} declares no inference pipeline")
+    model = load_onnx_model(path, providers=providers, device=device)
+    extra: dict[str, Any] = dict(pipeline_options)
+    if spec.grouper is not None:
+        extra["grouper"] = grouper
+    elif grouper is not None:
+        resolve_grouper(spec, grouper, model.layout, registry=registry)  # raises: the head takes none
+    args = () if options is None else (options,)
+    return Estimator(model, import_object(spec.pipeline)(model, *args, **extra))
+
+
+def onnx_run_target(
+    path: str | os.PathLike[str], head: str | None = None, backbone: str | None = None, layout: str | None = None
+) -> tuple[str, str, str]:
+    """``(head, backbone, layout)`` an exported file was made for; raises :class:`ExportError` when a
+    given ``head``/``backbone``/``layout`` disagrees with the file (they are optional with ONNX)."""
+    meta = read_onnx_metadata(path)
+    for name, given in (("head", head), ("backbone", backbone), ("layout", layout)):
+        if given is not None and given != meta[name]:
+            raise ExportError(f"--{name} {given}: {path} was exported for {name} {meta[name]!r}")
+    return str(meta["head"]), str(meta["backbone"]), str(meta["layout"])

@@ -134,6 +134,13 @@ class Head(nn.Module):
         """Optimiser rules over PoseModel parameter names (first match wins); none by default."""
         return []
 
+    def export_parts(self) -> dict[str, torch.Tensor]:
+        """Learned sub-modules the head's pipeline runs outside :meth:`forward` (during decoding), for
+        ONNX export: attribute name -> an example input (its first dimension varies). Each must be a
+        module taking one tensor and returning one; ``bupose export`` writes it as a second graph in
+        the same file and the onnxruntime backend puts it back in its place. None by default."""
+        return {}
+
 
 def concat_at_finest(features: Mapping[str, torch.Tensor], names: list[str]) -> torch.Tensor:
     """Concatenate feature maps after bilinear resizing (align_corners=False) to the first one's size.

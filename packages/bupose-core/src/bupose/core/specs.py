@@ -325,12 +325,28 @@ class OpSpec(ComponentSpec):
         return bool(ok), str(reason)
 
 
+_HEX_RE = re.compile(r"^[0-9a-f]+$")
+_NAME_HASH_RE = re.compile(r"-([0-9a-f]{8,64})\.[A-Za-z]")
+
+
 @dataclass(frozen=True, kw_only=True)
 class WeightsSpec(ComponentSpec):
-    """A known checkpoint (official or bupose): where users get it and how to load it.
+    """A known checkpoint (official or bupose): where users get it, how to load it, and its provenance.
 
     ``file_names`` are the names the file is distributed under; ``converter`` (the factory) is a
     ``module:attr`` callable ``(state_dict) -> state_dict`` in bupose key layout, strict.
+
+    Provenance (shown by ``bupose list weights``, written by ``bupose convert`` into the safetensors
+    metadata; leave a field at its default when the fact is not known, never guess):
+
+    - ``sha256``: the full hex digest of the official file (every name in ``file_names``), or ``None``
+      when unknown; ``hash_in_name``: the file names end in ``-<hex>.<ext>``, the first hex digits of
+      the file's sha256 (the torch.hub / OpenMMLab naming convention), which are then checked;
+    - ``size_bytes``: the official file's size;
+    - ``source_page``: the page that lists the file (``source`` says where exactly);
+    - ``licence``: the licence status of the weights as distributed, e.g. ``"MIT"`` or
+      ``"none stated (no licence file in the official repository)"``;
+    - ``paper_ap``: reported AP, ``(("COCO val2017, single scale, flip", 68.0), ...)``, in percent.
     """
 
     kind: ClassVar[str] = "weights"
@@ -342,11 +358,46 @@ class WeightsSpec(ComponentSpec):
     source: str = ""
     role: str = "model"
     sha256: str | None = None
+    hash_in_name: bool = False
+    size_bytes: int | None = None
+    source_page: str = ""
+    licence: str = ""
+    paper_ap: tuple[tuple[str, float], ...] = ()
 
     def validate(self) -> None:
         super().validate()
         if not self.file_names:
             raise InvalidSpecError(f"weights {self.name!r} need at least one file name")
+        if self.sha256 is not None and (len(self.sha256) != 64 or not _HEX_RE.match(self.sha256)):
+            raise InvalidSpecError(f"weights {self.name!r}: sha256 must be 64 lower-case hex digits, got {self.sha256!r}")
+        if self.hash_in_name:
+            bad = [f for f in self.file_names if not _NAME_HASH_RE.search(f)]
+            if bad:
+                raise InvalidSpecError(
+                    f"weights {self.name!r}: hash_in_name is set but {', '.join(bad)} carry no '-<hex>.' digest prefix"
+                )
+        if self.size_bytes is not None and (not isinstance(self.size_bytes, int) or self.size_bytes <= 0):
+            raise InvalidSpecError(f"weights {self.name!r}: size_bytes must be a positive int, got {self.size_bytes!r}")
+        for entry in self.paper_ap:
+            if (
+                not isinstance(entry, tuple) or len(entry) != 2 or not isinstance(entry[0], str)
+                or not isinstance(entry[1], (int, float)) or not 0 <= entry[1] <= 100
+            ):  # fmt: skip
+                raise InvalidSpecError(
+                    f"weights {self.name!r}: paper_ap entries must be (setting, AP in percent), got {entry!r}"
+                )
+
+    def expected_sha256(self, file_name: str) -> str | None:
+        """The known sha256 of ``file_name`` (one of ``file_names``): the full digest, the prefix its name
+        carries (``hash_in_name``), or ``None`` when unknown."""
+        if file_name not in self.file_names:
+            return None
+        if self.sha256 is not None:
+            return self.sha256
+        if self.hash_in_name:
+            m = _NAME_HASH_RE.search(file_name)
+            return m.group(1) if m else None
+        return None
 
 
 SPEC_TYPES: dict[str, type[ComponentSpec]] = {

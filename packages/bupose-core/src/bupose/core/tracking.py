@@ -28,7 +28,7 @@ import numpy as np
 
 from .poses import Poses
 
-__all__ = ["OneEuroFilter", "PoseTracker", "Track", "pose_oks_matrix", "smooth_tracks"]
+__all__ = ["OneEuroFilter", "PoseTracker", "Track", "TrackSmoother", "pose_oks_matrix", "smooth_tracks"]
 
 
 def pose_oks_matrix(a: np.ndarray, b: np.ndarray, sigmas: Sequence[float], min_score: float = 0.0) -> np.ndarray:
@@ -176,8 +176,8 @@ class OneEuroFilter:
 
 
 @dataclass
-class _Smoother:
-    """One 1€ filter per track id, smoothing the (J, 2) keypoint coordinates."""
+class TrackSmoother:
+    """One 1€ filter per track id, smoothing the (J, 2) keypoint coordinates (scores unchanged)."""
 
     min_cutoff: float
     beta: float
@@ -214,5 +214,5 @@ def smooth_tracks(
     """
     if fps <= 0:
         raise ValueError(f"fps must be positive, got {fps}")
-    smoother = _Smoother(min_cutoff, beta, d_cutoff)
+    smoother = TrackSmoother(min_cutoff, beta, d_cutoff)
     return [smoother(p, np.asarray(i), 1.0 / fps) for p, i in zip(frames, ids, strict=True)]

@@ -41,9 +41,11 @@ def draw_poses(
     ids: bool = False,
     joint_threshold: float | None = None,
     thickness: int | None = None,
+    track_ids: np.ndarray | None = None,
 ) -> np.ndarray:
     """A copy of ``image`` (RGB uint8) with every pose drawn: skeleton edges in the layout's colours,
-    joints as dots, optional person index labels.
+    joints as dots, optional person index labels (``ids``) or track-id labels (``track_ids`` (N,),
+    ``-1`` = no label).
 
     ``poses`` is a :class:`Poses` or an ``(N, J, 3)`` array (x, y, v/score — ground truth or
     predictions). People whose score is below ``score_threshold`` are skipped; joints whose third
@@ -85,10 +87,12 @@ def draw_poses(
             col = (255, 128, 0) if name.startswith("left") else (51, 153, 255) if name.startswith("right") else (0, 200, 0)
             cv2.circle(out, p, (t + 1) * mul, (255, 255, 255), -1, cv2.LINE_AA, shift)
             cv2.circle(out, p, t * mul, col, -1, cv2.LINE_AA, shift)
-        if ids and ok.any():
+        label = str(n) if ids else None
+        if track_ids is not None:
+            label = f"#{int(track_ids[n])}" if int(track_ids[n]) >= 0 else None
+        if label is not None and ok.any():
             x = float(k[ok, 0].min())
             y = float(k[ok, 1].min())
-            label = str(n)
             org = (int(max(0, x)), int(max(10, y - 3)))
             scale = max(0.35, min(h, w) / 700)
             cv2.putText(out, label, org, cv2.FONT_HERSHEY_SIMPLEX, scale, (0, 0, 0), 3, cv2.LINE_AA)

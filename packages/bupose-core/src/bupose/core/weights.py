@@ -121,10 +121,16 @@ def read_checkpoint(path: str | os.PathLike[str], *, trust: bool = False) -> tup
     """Read ``path`` -> (raw mapping, bupose metadata or ``{}``).
 
     ``trust=True`` lets ``torch.load`` unpickle arbitrary objects; only for files the user vouches for.
+    A file named like a registered official file is checked against its known sha256
+    (:func:`bupose.core.zoo.check_known_file`: a mismatch warns, naming both digests).
     """
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"{path}: checkpoint file not found")
+    if path.suffix != ".safetensors":
+        from .zoo import check_known_file
+
+        check_known_file(path)
     with open(path, "rb") as f:
         magic = f.read(9)
     if path.suffix == ".safetensors" or (len(magic) == 9 and magic[8:9] == b"{"):  # safetensors: u64 + JSON

@@ -26,6 +26,23 @@ HEAD = HeadSpec(
     layouts=("coco17", "crowdpose14"),
 )
 
+SOURCE_PAGE = "https://github.com/HRNet/DEKR"
+LICENCE = "MIT (HRNet/DEKR)"
+
+# Reported AP (HRNet/DEKR README, flip test, rescoring net), per model file.
+_PAPER_AP: dict[str, tuple[tuple[str, float], ...]] = {
+    "dekr_hrnetw32_coco": (
+        ("COCO val2017, single scale", 68.0), ("COCO val2017, multi-scale", 70.7),
+        ("COCO test-dev2017, single scale", 67.3),
+    ),
+    "dekr_hrnetw48_coco": (
+        ("COCO val2017, single scale", 71.0), ("COCO val2017, multi-scale", 72.3),
+        ("COCO test-dev2017, single scale", 70.0),
+    ),
+    "dekr_hrnetw32_crowdpose": (("CrowdPose test, single scale", 65.7), ("CrowdPose test, multi-scale", 67.0)),
+    "dekr_hrnetw48_crowdpose": (("CrowdPose test, single scale", 67.3), ("CrowdPose test, multi-scale", 68.0)),
+}  # fmt: skip
+
 _MODEL_WEIGHTS = (
     ("dekr_hrnetw32_coco", "pose_dekr_hrnetw32_coco.pth", "hrnet_w32", "coco17", "W32_COCO", "pose_coco"),
     ("dekr_hrnetw48_coco", "pose_dekr_hrnetw48_coco.pth", "hrnet_w48", "coco17", "W48_COCO", "pose_coco"),
@@ -55,6 +72,9 @@ WEIGHTS: tuple[WeightsSpec, ...] = (
             file_names=(file_name,),
             source=f"{SOURCE}: model/{folder}/{file_name}",
             role="model",
+            source_page=SOURCE_PAGE,
+            licence=LICENCE,
+            paper_ap=_PAPER_AP[name],
         )
         for name, file_name, backbone, layout, attr, folder in _MODEL_WEIGHTS
     ),
@@ -68,6 +88,8 @@ WEIGHTS: tuple[WeightsSpec, ...] = (
             file_names=(file_name,),
             source=f"{SOURCE}: model/rescore/{file_name}",
             role="rescore",
+            source_page=SOURCE_PAGE,
+            licence=LICENCE,
         )
         for name, file_name, layout, attr in _RESCORE_WEIGHTS
     ),

@@ -44,6 +44,8 @@ def bupose_register_weights(register: Callable[[WeightsSpec], None]) -> None:
             file_names=("hrnet_w32-36af842e.pth",),
             source=f"{_MMPOSE}/hrnet_w32-36af842e.pth",
             role="backbone",
+            hash_in_name=True,  # OpenMMLab names carry the first 8 hex digits of the sha256
+            source_page="https://github.com/open-mmlab/mmpose",
         )
     )
     register(
@@ -55,6 +57,7 @@ def bupose_register_weights(register: Callable[[WeightsSpec], None]) -> None:
             file_names=("hrnetv2_w48_imagenet_pretrained.pth",),
             source=_HRNET_CLS,
             role="backbone",
+            source_page="https://github.com/HRNet/HRNet-Image-Classification",
         )
     )
     register(
@@ -66,6 +69,8 @@ def bupose_register_weights(register: Callable[[WeightsSpec], None]) -> None:
             file_names=("hrnet_w48-8ef0771d.pth",),
             source=f"{_MMPOSE}/hrnet_w48-8ef0771d.pth",
             role="backbone",
+            hash_in_name=True,
+            source_page="https://github.com/open-mmlab/mmpose",
         )
     )
     register(
@@ -77,5 +82,6 @@ def bupose_register_weights(register: Callable[[WeightsSpec], None]) -> None:
             file_names=("hrnetv2_w18_imagenet_pretrained.pth",),
             source=_HRNET_CLS,
             role="backbone",
+            source_page="https://github.com/HRNet/HRNet-Image-Classification",
         )
     )

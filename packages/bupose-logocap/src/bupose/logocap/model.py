@@ -235,6 +235,11 @@ class LogoCapHead(Head):
         instances = batch.instances or [{} for _ in range(len(batch))]
         return logocap_losses(self, outputs, batch.targets, instances, (int(h), int(w)))
 
+    def export_parts(self) -> dict[str, torch.Tensor]:
+        """The KAM network (``joints_mlp``) runs during decoding on per-person samples: exported as its
+        own graph, (N, J·D, 11, 11) -> (N, J, 11, 11)."""
+        return {"joints_mlp": torch.randn(2, self.num_joints * self.embedding_dim, 11, 11)}
+
     def kam(self, sampled: torch.Tensor, clamp: bool = True) -> torch.Tensor:
         """KAM maps (N, J, k, k) from joint-major sampled embeddings (N, J·D, k, k), clamped to
         [0, 1] as the official inference does unless ``clamp`` is False."""

@@ -43,6 +43,9 @@ WEIGHTS: tuple[WeightsSpec, ...] = tuple(
         file_names=(file_name,),
         source=SOURCE.format(file=file_name),
         role="model",
+        source_page="https://github.com/cherubicXN/logocap",
+        licence="none stated (cherubicXN/logocap has no licence file)",
+        # the README has no results table; the paper's numbers are not recorded in shared/reference
     )
     for name, file_name, backbone, attr in _MODEL_WEIGHTS
 )

@@ -60,5 +60,8 @@ def bupose_register_weights(register: Callable[[WeightsSpec], None]) -> None:
                 file_names=files,
                 source=f"torchvision: {_TORCHVISION}/{files[0]} (older release: {_TORCHVISION}/{files[1]})",
                 role="backbone",
+                hash_in_name=True,  # torch.hub names carry the first 8 hex digits of the sha256
+                source_page="https://pytorch.org/vision/stable/models.html",
+                licence="BSD-3-Clause (torchvision code); ImageNet terms apply to the weights",
             )
         )

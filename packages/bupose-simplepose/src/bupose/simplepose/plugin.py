@@ -56,6 +56,9 @@ WEIGHTS = WeightsSpec(
     source="jialee93/Improved-Body-Parts README (Baidu with optimizer state / Google Drive weights only); "
     "no licence file in the repository",
     role="model",
+    source_page="https://github.com/jialee93/Improved-Body-Parts",
+    licence="none stated (the repository has no licence file)",
+    paper_ap=(("COCO test-dev2017, focal L2; scales not stated (config default: 5 scales + flip)", 68.5),),
 )
 
 

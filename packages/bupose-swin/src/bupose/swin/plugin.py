@@ -49,6 +49,8 @@ def bupose_register_weights(register: Callable[[WeightsSpec], None]) -> None:
             file_names=("swin_tiny_patch4_window7_224.pth",),
             source=f"{_RELEASES}/swin_tiny_patch4_window7_224.pth",
             role="backbone",
+            source_page="https://github.com/microsoft/Swin-Transformer",
+            licence="MIT (microsoft/Swin-Transformer)",
         )
     )
     register(
@@ -60,5 +62,7 @@ def bupose_register_weights(register: Callable[[WeightsSpec], None]) -> None:
             file_names=("swin_large_patch4_window12_384_22k.pth",),
             source=f"{_RELEASES}/swin_large_patch4_window12_384_22k.pth",
             role="backbone",
+            source_page="https://github.com/microsoft/Swin-Transformer",
+            licence="MIT (microsoft/Swin-Transformer)",
         )
     )

@@ -59,6 +59,27 @@ def cli(ctx: click.Context, debug: bool) -> None:
     ctx.obj["debug"] = debug
     if debug:  # also shows what native libraries (OpenCV, libjpeg, libpng) print: bupose.core.io
         os.environ["BUPOSE_DEBUG"] = "1"
+    _show_user_warnings()
+
+
+def _show_user_warnings() -> None:
+    """Print bupose's warnings to users (a checkpoint digest mismatch) as one ``warning: ...`` line."""
+    import warnings
+
+    from ..zoo import WeightsDigestWarning
+
+    previous = warnings.showwarning
+    if getattr(previous, "_bupose", False):
+        return
+
+    def show(message: Any, category: type[Warning], filename: str, lineno: int, file: Any = None, line: Any = None) -> None:
+        if issubclass(category, WeightsDigestWarning):
+            click.echo(f"warning: {message}", err=True)
+        else:
+            previous(message, category, filename, lineno, file, line)
+
+    show._bupose = True  # type: ignore[attr-defined]
+    warnings.showwarning = show
 
 
 _COMMANDS_ADDED = False

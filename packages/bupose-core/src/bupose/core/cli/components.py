@@ -131,13 +131,48 @@ def heads_help_lines(head: str | None = None) -> list[str]:
     return lines
 
 
+def _json_entry(spec: Any) -> dict[str, Any]:
+    from ..zoo import zoo_entry
+
+    if isinstance(spec, WeightsSpec):
+        return zoo_entry(spec)
+    return {"name": spec.name, "summary": spec.summary, "facts": _facts(spec),
+            "distribution": spec.distribution, "version": spec.version}  # fmt: skip
+
+
+def _weights_lines(spec: WeightsSpec, pad: str) -> list[str]:
+    """sha256, size, licence and reported AP of a checkpoint, as listing lines."""
+    from ..zoo import UNKNOWN, zoo_entry
+
+    e = zoo_entry(spec)
+    digest = e["sha256"]
+    if digest == UNKNOWN and "sha256_prefix" in e:
+        digest = "prefix " + ", ".join(e["sha256_prefix"].values()) + " (from the file name)"
+    size = f"{e['size_bytes']:,} bytes" if isinstance(e["size_bytes"], int) else UNKNOWN
+    ap = "; ".join(f"{x['AP']:.1f} ({x['setting']})" for x in e["paper_ap"]) or "not recorded"
+    return [f"{pad}sha256: {digest}; size: {size}", f"{pad}licence: {e['licence']}", f"{pad}paper AP: {ap}"]
+
+
 @click.command("list")
 @click.argument("kind", required=False, type=click.Choice(list(SPEC_TYPES)))
 @click.option("--verbose", "-v", is_flag=True, help="Also each head's grouping and test options (defaults, meaning).")
-def list_command(kind: str | None, verbose: bool = False) -> None:
-    """Registered components, optionally of one KIND."""
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output (weights: the model zoo's provenance).")
+@click.option("--markdown", "as_markdown", is_flag=True, help="The model zoo as Markdown (docs/models.md); weights only.")
+def list_command(kind: str | None, verbose: bool = False, as_json: bool = False, as_markdown: bool = False) -> None:
+    """Registered components, optionally of one KIND (`bupose list weights` is the model zoo)."""
     registry = get_registry()
     kinds = [kind] if kind else list(SPEC_TYPES)
+    if as_markdown:
+        if kind not in (None, "weights"):
+            raise click.BadParameter("--markdown lists weights only: `bupose list weights --markdown`")
+        from ..zoo import models_markdown
+
+        click.echo(models_markdown(registry), nl=False)
+        return
+    if as_json:
+        out = {k: [_json_entry(registry.components[k][n]) for n in registry.names(k)] for k in kinds}
+        click.echo(json.dumps(out[kind] if kind else out, indent=2))
+        return
     for k in kinds:
         names = registry.names(k)
         click.echo(f"{k}:")
@@ -158,8 +193,11 @@ def list_command(kind: str | None, verbose: bool = False) -> None:
                 + (f" [{facts}]" if facts else "")
                 + f"  <- {spec.distribution} {spec.version}"
             )
-            if isinstance(spec, WeightsSpec) and spec.source:
-                click.echo(f"  {'':<28} get it from: {spec.source}")
+            if isinstance(spec, WeightsSpec):
+                if spec.source:
+                    click.echo(f"  {'':<28} get it from: {spec.source}")
+                for line in _weights_lines(spec, f"  {'':<28} "):
+                    click.echo(line)
             if verbose and isinstance(spec, HeadSpec):
                 for line in head_lines(spec, registry):
                     click.echo(line)

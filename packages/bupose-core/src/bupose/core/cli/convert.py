@@ -4,7 +4,8 @@ The file is read with ``weights_only=True`` (:func:`~bupose.core.weights.read_ch
 through the registered :class:`~bupose.core.specs.WeightsSpec` converters
 (:func:`~bupose.core.weights.detect_official`), converted, loaded strictly into the model built from the
 spec (``build_model``) and written as safetensors with metadata (head, backbone, layout, source file,
-the converter, bupose version). ``--head/--backbone/--layout`` restrict detection and choose the
+the converter, bupose version, and ``provenance``: the official file's sha256/size where known, source,
+licence status and paper AP from the model zoo, plus the sha256 of the file actually converted). ``--head/--backbone/--layout`` restrict detection and choose the
 model explicitly. Files of another role (for example DEKR's rescoring net) are converted and, when
 the converter can ``build(state_dict)`` a module, loaded strictly into it before being written.
 """
@@ -20,6 +21,7 @@ import click
 from ..plugins import Registry, get_registry
 from ..specs import WeightsSpec
 from ..weights import CheckpointError, load_state_dict_strict, read_checkpoint, save_safetensors
+from ..zoo import file_sha256, provenance
 
 __all__ = ["convert_checkpoint", "convert_command"]
 
@@ -97,6 +99,7 @@ def convert_checkpoint(
         "converted_from": spec.name,
         "bupose_version": _core_version(),
         "converter_distribution": f"{spec.distribution} {spec.version}",
+        "provenance": {**provenance(spec), "source_sha256": file_sha256(source)},
     }
     if spec.role == "model":
         model = build_model(head or spec.head, backbone or spec.backbone, layout or spec.layout, registry=registry)

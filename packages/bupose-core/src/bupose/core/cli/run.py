@@ -217,6 +217,49 @@ class HeadHelpCommand(click.Command):
             formatter.write(line + "\n")
 
 
+def _video_settings(
+    track: bool, tracker: str, smooth: str, min_cutoff: float, beta: float, d_cutoff: float,
+    track_score: float | None = None,
+) -> Any:
+    """The video options as :class:`~bupose.core.video.VideoSettings` (one-line errors for bad values)."""
+    from ..video import OneEuroSettings, TrackerUnavailableError, VideoSettings, check_tracker
+    from . import BuposeError
+
+    try:
+        one_euro = OneEuroSettings(min_cutoff, beta, d_cutoff)
+    except ValueError as exc:
+        raise BuposeError(f"--smooth-min-cutoff/--smooth-beta/--smooth-d-cutoff: {exc}") from None
+    try:
+        check_tracker(tracker)
+    except (TrackerUnavailableError, ValueError) as exc:
+        raise BuposeError(str(exc)) from None
+    return VideoSettings(
+        track=track or smooth != "none", tracker=tracker, smooth=smooth, one_euro=one_euro, track_score=track_score
+    )
+
+
+def _onnx_target(
+    backend: str, onnx_model: str | None, head: str | None, backbone: str | None, layout: str | None,
+    weights: str | None,
+) -> tuple[str, str, str]:
+    """Head, backbone and layout of ``--model FILE.onnx`` (checked against any given)."""
+    from ..export import ExportError, onnx_run_target
+    from . import BuposeError
+
+    if backend != "onnxruntime":
+        raise BuposeError("--model FILE.onnx runs only with --backend onnxruntime (--weights is the torch backend's)")
+    if onnx_model is None:
+        raise BuposeError("--backend onnxruntime needs --model FILE.onnx (written by `bupose export`)")
+    if weights is not None:
+        raise BuposeError("--weights is for the torch backend; the onnxruntime backend reads --model FILE.onnx")
+    if not os.path.isfile(onnx_model):
+        raise BuposeError(f"--model {onnx_model}: file not found")
+    try:
+        return onnx_run_target(onnx_model, head, backbone, layout)
+    except ExportError as exc:
+        raise BuposeError(str(exc)) from None
+
+
 def _weights_hint(registry: Any, head: str) -> str:
     from ..specs import WeightsSpec
 
@@ -241,7 +284,13 @@ def _weights_hint(registry: Any, head: str) -> str:
 class _Writer:
     """Collects results and writes overlays."""
 
-    def __init__(self, output: Path, layout: str, overlays: bool, vis_threshold: float) -> None:
+    def __init__(
+        self, output: Path, layout: str, overlays: bool, vis_threshold: float, video: Any = None
+    ) -> None:
+        from ..video import VideoFrameLog
+
+        self.frames_log = VideoFrameLog(output, layout, video)
+        self._fps: dict[Path, float] = {}
         self.output = output
         self.layout = layout
         self.overlays = overlays
@@ -250,12 +299,22 @@ class _Writer:
         self._videos: dict[Path, Any] = {}
 
     def add(self, image_id: Any, poses: Any, image: np.ndarray, item: InputItem, frame: int | None) -> None:
-        self.results.extend(poses.to_coco(image_id))
+        ids = None
+        if frame is not None:  # video frames: tracked / smoothed, one JSON line each
+            if item.path not in self._fps:
+                self._fps[item.path] = _video_fps(item.path)
+            fps = self._fps[item.path]
+            poses, ids = self.frames_log.add(item.path, frame, fps, poses, image_id)
+        entries = poses.to_coco(image_id)
+        if ids is not None:
+            for entry, tid in zip(entries, ids):
+                entry["track_id"] = int(tid) if tid >= 0 else None
+        self.results.extend(entries)
         if not self.overlays:
             return
         from ..vis import draw_poses, save_image
 
-        drawn = draw_poses(image, poses, self.layout, score_threshold=self.vis_threshold)
+        drawn = draw_poses(image, poses, self.layout, score_threshold=self.vis_threshold, track_ids=ids)
         if frame is None:
             save_image(self.output / "overlays" / f"{item.path.stem}.jpg", drawn)
             return
@@ -275,6 +334,7 @@ class _Writer:
         writer.write(cv2.cvtColor(drawn, cv2.COLOR_RGB2BGR))
 
     def close(self) -> Path:
+        self.frames_log.close()
         for w in self._videos.values():
             w.release()
         self._videos.clear()
@@ -288,8 +348,14 @@ class _Writer:
 
 
 @click.command("run", cls=HeadHelpCommand)
-@click.option("--head", "head", required=True, help="Registered head (installed ones are listed below).")
-@click.option("--backbone", "backbone", required=True, help="Registered backbone (`bupose list backbones`).")
+@click.option("--head", "head", default=None,
+              help="Registered head (installed ones are listed below); with --model: from the file.")
+@click.option("--backbone", "backbone", default=None,
+              help="Registered backbone (`bupose list backbones`); with --model: from the file.")
+@click.option("--backend", "backend", type=click.Choice(["torch", "onnxruntime"]), default="torch", show_default=True,
+              help="Run the network in PyTorch (--weights) or in onnxruntime (--model FILE.onnx from `bupose export`).")
+@click.option("--model", "onnx_model", type=click.Path(dir_okay=False), default=None,
+              help="ONNX file written by `bupose export` (--backend onnxruntime; the head's own pre/post-processing).")
 @click.option("--weights", "weights", type=click.Path(dir_okay=False), default=None,
               help="Checkpoint: bupose .safetensors or an official file (detected and converted).")
 @click.option("--rescore-weights", "rescore_weights", type=click.Path(dir_okay=False), default=None,
@@ -320,6 +386,20 @@ class _Writer:
               help="Test-time option of the head (repeatable); `bupose run --head H --help` lists H's.")
 @click.option("--max-image-pixels", "max_image_pixels", type=click.IntRange(min=1), default=None,
               help="Refuse images whose header says more pixels than this (default 100000000; env BUPOSE_MAX_IMAGE_PIXELS).")
+@click.option("--track", "track", is_flag=True,
+              help="Videos: give each person a track id (results.json 'track_id', OUTPUT/<video>.frames.jsonl).")
+@click.option("--tracker", "tracker", type=click.Choice(["oks", "bytetrack", "sort"]), default="oks", show_default=True,
+              help="oks: core's keypoint-similarity tracker; bytetrack/sort: the optional `trackers` package on keypoint boxes.")
+@click.option("--track-score", "track_score", type=click.FloatRange(min=0), default=None,
+              help="Person score from which a person starts a track (default: the tracker's, 0.3 for oks).")
+@click.option("--smooth", "smooth", type=click.Choice(["none", "one-euro"]), default="none", show_default=True,
+              help="Videos: smooth keypoints along tracks with the 1-euro filter (implies --track).")
+@click.option("--smooth-min-cutoff", "smooth_min_cutoff", type=float, default=1.0, show_default=True,
+              help="1-euro cut-off at rest, Hz (lower: smoother, more lag).")
+@click.option("--smooth-beta", "smooth_beta", type=float, default=0.1, show_default=True,
+              help="1-euro speed coefficient, per px/s (higher: less lag on fast motion).")
+@click.option("--smooth-d-cutoff", "smooth_d_cutoff", type=float, default=1.0, show_default=True,
+              help="1-euro cut-off of the speed estimate, Hz.")
 @click.argument("inputs", nargs=-1, required=True)
 def run_command(
     head: str,
@@ -342,11 +422,21 @@ def run_command(
     pipeline_options: tuple[str, ...] = (),
     grouper: str | None = None,
     max_image_pixels: int | None = None,
+    backend: str = "torch",
+    onnx_model: str | None = None,
+    track: bool = False,
+    tracker: str = "oks",
+    smooth: str = "none",
+    smooth_min_cutoff: float = 1.0,
+    smooth_beta: float = 0.1,
+    smooth_d_cutoff: float = 1.0,
+    track_score: float | None = None,
 ) -> None:
     """Estimate poses on INPUT images, folders and videos; write OUTPUT/results.json (+ overlays)."""
     import torch
     from tqdm import tqdm
 
+    from ..export import ExportError, load_onnx_estimator
     from ..grouping import GroupingError, resolve_grouper
     from ..inference import Checkpoint, load_model
     from ..options import OptionError
@@ -354,10 +444,17 @@ def run_command(
     from . import BuposeError
 
     registry = get_registry()
+    video = _video_settings(track, tracker, smooth, smooth_min_cutoff, smooth_beta, smooth_d_cutoff, track_score)
+    if backend == "onnxruntime" or onnx_model is not None:
+        head, backbone, layout = _onnx_target(backend, onnx_model, head, backbone, layout, weights)
+    elif head is None or backbone is None:
+        raise BuposeError("--head and --backbone are required (or --backend onnxruntime --model FILE.onnx)")
     head_spec = registry.get("heads", head)
     registry.get("backbones", backbone)
     aliases = {"flip": flip, "scales": scales, "amp": amp, "input_size": input_size, "rescore_weights": rescore_weights}
     options, passthrough = head_options(head_spec, pipeline_options, aliases)
+    if onnx_model is not None:
+        weights = onnx_model  # the network's weights are inside the ONNX file
     if weights is None:
         raise BuposeError(_weights_hint(registry, head))
     if not os.path.isfile(weights):
@@ -376,15 +473,20 @@ def run_command(
     except ValueError as exc:
         raise BuposeError(str(exc)) from None
     gt_ids = _gt_ids(annotations) if annotations else {}
-    checkpoint = Checkpoint.read(weights, trust=trust)  # read and recognised once, for layout and model
-    if layout is None:
+    checkpoint = None if onnx_model else Checkpoint.read(weights, trust=trust)  # read once, for layout and model
+    if layout is None and checkpoint is not None:
         layout = checkpoint.layout(registry)
     try:
         resolve_grouper(head_spec, grouper, layout or head_spec.layouts[0], registry=registry)
-        estimator = load_model(
-            head, backbone, weights, layout=layout, device=device, trust=trust, options=options,
-            grouper=grouper, checkpoint=checkpoint, **passthrough,
-        )  # fmt: skip
+        if onnx_model is not None:
+            estimator = load_onnx_estimator(onnx_model, device=device, options=options, grouper=grouper, **passthrough)
+        else:
+            estimator = load_model(
+                head, backbone, weights, layout=layout, device=device, trust=trust, options=options,
+                grouper=grouper, checkpoint=checkpoint, **passthrough,
+            )  # fmt: skip
+    except ExportError as exc:
+        raise BuposeError(str(exc)) from None
     except (OptionError, GroupingError) as exc:
         raise BuposeError(str(exc)) from exc
     except TypeError as exc:
@@ -397,7 +499,7 @@ def run_command(
     estimator.model.eval()
     out_dir = Path(output)
     out_dir.mkdir(parents=True, exist_ok=True)
-    writer = _Writer(out_dir, estimator.model.layout.name, overlays, vis_threshold)
+    writer = _Writer(out_dir, estimator.model.layout.name, overlays, vis_threshold, video)
 
     def frames() -> Iterator[tuple[Any, np.ndarray, InputItem, int | None]]:
         for item in items:

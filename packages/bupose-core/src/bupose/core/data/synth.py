@@ -514,8 +514,6 @@ def generate(
         raise ValueError("num_images must be >= 0 and size >= 32")
     from tqdm import tqdm
 
-    from ..weights import atomic_write
-
     out = Path(out_dir)
     (out / "images").mkdir(parents=True, exist_ok=True)
     images, annotations = [], []
@@ -539,20 +537,85 @@ def generate(
         for a in anns:
             annotations.append({"id": ann_id, "image_id": image_id, **a})
             ann_id += 1
-    data = {
-        "info": {
-            "description": f"bupose synthetic scenes ({layout}, {difficulty})",
-            "seed": seed,
-            "size": size,
-            "difficulty": difficulty,
-        },
-        "images": images,
-        "annotations": annotations,
-        "categories": _categories(layout),
-    }
+    info = {"description": f"bupose synthetic scenes ({layout}, {difficulty})", "seed": seed, "size": size,
+            "difficulty": difficulty}  # fmt: skip
+    return _write_coco(out / "annotations.json", info, images, annotations, layout)
+
+
+def _write_coco(path: Path, info: dict[str, Any], images: list[Any], annotations: list[Any], layout: str) -> Path:
+    """Write a COCO keypoints json (atomically)."""
+    from ..weights import atomic_write
+
+    data = {"info": info, "images": images, "annotations": annotations, "categories": _categories(layout)}
 
     def write(tmp: str) -> None:
         with open(tmp, "w", encoding="utf-8") as f:
             json.dump(data, f)
 
-    return atomic_write(out / "annotations.json", write)
+    return atomic_write(path, write)
+
+
+def generate_video(
+    out_path: str | os.PathLike[str],
+    layout: str = "coco17",
+    frames: int = 48,
+    size: int = 192,
+    seed: int = 0,
+    *,
+    fps: float = 25.0,
+    difficulty: str = "normal",
+) -> tuple[Path, Path]:
+    """A synthetic video: a camera panning smoothly over one synthetic scene, so its people move smoothly.
+
+    Writes ``out_path`` (MP4, ``size`` x ``size``, ``fps``) and next to it ``<stem>.json``: COCO-format
+    ground truth with one image per frame, ``file_name`` ``"<video name>#<frame>"`` (the image ids
+    ``bupose run`` gives video frames, so ``bupose run --annotations`` and ``bupose eval`` pair with it).
+    People are the scene's annotated people; joints that leave the frame get ``v = 0``; crowd regions
+    of the scene are not annotated. Returns ``(video path, annotations path)``.
+    """
+    if layout not in _LAYOUT_JOINTS:
+        raise ValueError(f"synthetic scenes support layouts {SYNTH_LAYOUTS}, got {layout!r}")
+    if frames < 1 or size < 32 or not fps > 0:
+        raise ValueError("frames must be >= 1, size >= 32 and fps > 0")
+    out = Path(out_path)
+    if out.suffix.lower() != ".mp4":
+        raise ValueError(f"{out}: the synthetic video is written as .mp4")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    scene_size = size * 3 // 2
+    layout_code = {"coco17": 0, "crowdpose14": 1}[layout]
+    img, anns, _ = render_scene((seed, layout_code, DIFFICULTIES.index(difficulty), scene_size, 0), layout,
+                                scene_size, difficulty)  # fmt: skip
+    people = [np.asarray(a["keypoints"], dtype=np.float64).reshape(-1, 3) for a in anns if not a.get("iscrowd")]
+    span = scene_size - size
+    images, annotations = [], []
+    writer = cv2.VideoWriter(str(out) + ".tmp.mp4", cv2.VideoWriter_fourcc(*"mp4v"), float(fps), (size, size))
+    if not writer.isOpened():
+        raise RuntimeError(f"{out}: OpenCV cannot write MP4 here")
+    try:
+        for k in range(frames):
+            phase = 2 * math.pi * k / max(frames, 2)
+            x0 = round(span / 2 * (1 + math.sin(phase)))
+            y0 = round(span / 2 * (1 + 0.5 * math.sin(2 * phase)))
+            writer.write(cv2.cvtColor(np.ascontiguousarray(img[y0 : y0 + size, x0 : x0 + size]), cv2.COLOR_RGB2BGR))
+            images.append({"id": k + 1, "file_name": f"{out.name}#{k}", "width": size, "height": size})
+            for kp in people:
+                shifted = kp.copy()
+                shifted[:, 0] -= x0
+                shifted[:, 1] -= y0
+                inside = (shifted[:, 0] >= 0) & (shifted[:, 0] < size) & (shifted[:, 1] >= 0) & (shifted[:, 1] < size)
+                shifted[~(inside & (shifted[:, 2] > 0))] = 0.0
+                vis = shifted[:, 2] > 0
+                if vis.sum() < 2:
+                    continue
+                lo, hi = shifted[vis, :2].min(0), shifted[vis, :2].max(0)
+                box = [float(lo[0]), float(lo[1]), float(hi[0] - lo[0]), float(hi[1] - lo[1])]
+                annotations.append({
+                    "id": len(annotations) + 1, "image_id": k + 1, "category_id": 1, "iscrowd": 0,
+                    "keypoints": [round(float(v), 2) for v in shifted.reshape(-1)], "num_keypoints": int(vis.sum()),
+                    "bbox": box, "area": max(box[2] * box[3], 1.0),
+                })  # fmt: skip
+    finally:
+        writer.release()
+    os.replace(str(out) + ".tmp.mp4", out)
+    info = {"description": f"bupose synthetic video ({layout}, {difficulty}, panning)", "seed": seed, "fps": fps}
+    return out, _write_coco(out.with_suffix(".json"), info, images, annotations, layout)
