@@ -457,7 +457,7 @@ class _Run:
 @click.option("--overlays/--no-overlays", "overlays", default=True, show_default=True,
               help="Write overlay images/videos under OUTPUT/overlays (and OUTPUT/index.html).")
 @click.option("--vis-threshold", "--overlay-threshold", "vis_threshold", type=float, default=None,
-              help="Person score from which overlays draw a pose (default: the head's, e.g. dekr 0.2; docs/run.md).")
+              help="Person score from which overlays draw a pose (default: the head's own; docs/run.md lists them).")
 @click.option("--score-threshold", "score_threshold", type=float, default=None,
               help="Keep only poses scoring at least this in results.json (default: every candidate, as evaluation wants).")
 @click.option("--recursive", "-r", "recursive", is_flag=True, help="Look for images and videos in sub-folders too.")
