@@ -61,8 +61,10 @@ def _images(folder: Path, names: list[str], size: tuple[int, int] = (48, 64), se
         buf.tofile(str(p))
 
 
-def _lines(path: Path) -> list[dict]:  # type: ignore[type-arg]
-    return [json.loads(x) for x in path.read_text().splitlines() if x.strip()]
+def _lines(path: Path, header: bool = False) -> list[dict]:  # type: ignore[type-arg]
+    """The JSON lines of a file (``results.jsonl``: without its first ``{"run": ...}`` line unless ``header``)."""
+    lines = [json.loads(x) for x in path.read_text().splitlines() if x.strip()]
+    return lines if header else [x for x in lines if "run" not in x]
 
 
 def test_run_on_a_dataset_spec_then_eval_on_it(base: dict[str, Path], tmp_path: Path) -> None:
@@ -139,7 +141,7 @@ def _check_complete_files(out: Path) -> None:
                 assert cv2.imread(str(p)) is not None, p
 
 
-@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGKILL], ids=["sigint", "sigkill"])
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM, signal.SIGKILL], ids=["sigint", "sigterm", "sigkill"])
 def test_interrupted_run_keeps_done_images_and_resumes(base: dict[str, Path], tmp_path: Path, sig: int) -> None:
     folder = tmp_path / "imgs"
     _images(folder, [f"im{i:02d}.png" for i in range(10)], size=(96, 128))
@@ -147,12 +149,12 @@ def test_interrupted_run_keeps_done_images_and_resumes(base: dict[str, Path], tm
     args = ["run", "--weights", str(base["dekr"]), "--input-size", "128", str(folder), "-o", str(out)]
     proc = subprocess.Popen([sys.executable, "-m", "bupose.core", *args], env=ENV, text=True,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    _wait_lines(out / "results.jsonl", 2, proc)
+    _wait_lines(out / "results.jsonl", 3, proc)  # the run's header line + 2 images
     proc.send_signal(sig)
     _, err = proc.communicate(timeout=120)
     done = _lines(out / "results.jsonl")
     assert 2 <= len(done) < 10, "the run should have been stopped midway"
-    if sig == signal.SIGINT:
+    if sig != signal.SIGKILL:  # Ctrl-C, or `timeout` / `kill`: the final files are written
         assert proc.returncode == 130, err
         assert "--resume" in err
         images = json.loads((out / "images.json").read_text())
@@ -166,11 +168,16 @@ def test_interrupted_run_keeps_done_images_and_resumes(base: dict[str, Path], tm
     for d in done:
         assert (out / d["overlay"]).is_file()
     _check_complete_files(out)
+    if sig == signal.SIGINT:  # resuming with other settings would mix two runs' results: refused
+        other = bupose(*args, "--resume", "--option", "keypoint_threshold=0.05")
+        assert other.returncode == 1 and "written by a different run (options:" in other.stderr, other.stderr
     again = bupose(*args, "--resume")
     assert again.returncode == 0, again.stderr
     assert f"--resume: {len(done)} input(s) already done" in again.stderr
     lines = _lines(out / "results.jsonl")
     assert len(lines) == 10 and len({d["key"] for d in lines}) == 10  # nothing done twice
+    head = _lines(out / "results.jsonl", header=True)[0]["run"]
+    assert head["head"] == "dekr" and head["backbone"] == "hrnet_w18_small" and head["options"]["input_size"] == 128
     assert lines[: len(done)] == done
     images = json.loads((out / "images.json").read_text())
     assert [im["key"] for im in images] == [f"im{i:02d}.png" for i in range(10)]

@@ -37,7 +37,9 @@ class InputItem:
 
     ``key`` is the unique id string, ``image_id`` the id written to the results (the dataset's or
     ``--annotations``' id when known, else ``key``), ``overlay`` the overlay's path under
-    ``OUTPUT/overlays`` (``None`` for a stream: it is named from its key), ``source`` what to open."""
+    ``OUTPUT/overlays`` (``None`` for a stream: it is named from its key), ``source`` what to open;
+    ``from_dataset``: the image belongs to a dataset given as input, ``ground_truth``: its id comes
+    from ground truth (a dataset or ``--annotations``), whose coordinates are in stored pixels."""
 
     path: Path | None
     kind: str  # "image" | "video" | "stream"
@@ -46,6 +48,7 @@ class InputItem:
     overlay: str | None = None
     source: str = ""
     from_dataset: bool = False
+    ground_truth: bool = False
 
     @property
     def display(self) -> str:
@@ -84,7 +87,8 @@ def _dataset_items(raw: str, problems: list[str]) -> list[InputItem]:
         info = dataset._images[iid]
         path = dataset.image_path(iid)
         key = _safe_key(str(info["file_name"]))
-        items.append(InputItem(path, _kind(path), key, image_id=iid, source=str(path), from_dataset=True))
+        items.append(InputItem(path, _kind(path), key, image_id=iid, source=str(path), from_dataset=True,
+                               ground_truth=True))
     if not items:
         problems.append(f"{raw}: dataset has no images")
     return items
@@ -168,9 +172,13 @@ def collect_inputs(
         plain = [(q, q.resolve().relative_to(root).as_posix(), a) for q, _, a in plain]
     for q, key, _ in plain:
         image_id: Any = key
+        known = False
         if annotations:
-            image_id = annotations.get(key, annotations.get(q.name, key))
-        items.append(InputItem(q, _kind(q), key, image_id=image_id, source=str(q)))
+            for name in (key, q.name):
+                if name in annotations:
+                    image_id, known = annotations[name], True
+                    break
+        items.append(InputItem(q, _kind(q), key, image_id=image_id, source=str(q), ground_truth=known))
     return _with_overlays(_unique_keys(items)), problems, skipped
 
 
@@ -184,7 +192,7 @@ def _unique_keys(items: list[InputItem]) -> list[InputItem]:
             n += 1
             key = f"{item.key}~{n}"
         used.add(key)
-        out.append(item if key == item.key else replace(item, key=key, image_id=item.image_id if item.from_dataset else key))
+        out.append(item if key == item.key else replace(item, key=key, image_id=item.image_id if item.ground_truth else key))
     return out
 
 

@@ -29,20 +29,35 @@ class ResultsLog:
     """The per-image JSON lines of a run folder: appended line by line (one ``write`` per line, so
     an interrupted run leaves whole lines), read back for ``--resume``."""
 
-    def __init__(self, output: Path, *, resume: bool) -> None:
+    def __init__(self, output: Path, *, resume: bool, header: Mapping[str, Any] | None = None) -> None:
+        """``header`` (model, weights, options) is the file's first line; ``resume`` keeps an
+        existing file, which must have been written with the same header (ValueError otherwise)."""
         self.path = output / JSONL_NAME
         self.records: dict[str, dict[str, Any]] = {}  # key -> record (images and video frames)
         self.videos_done: dict[str, dict[str, Any]] = {}  # video key -> its closing record
         self.replaced = 0
+        self.header = json.loads(json.dumps(dict(header or {}), default=str))
+        found: dict[str, Any] | None = None
         if self.path.exists() and resume:
-            self._read()
+            found = self._read()
+            if found is not None and self.header and found != self.header:
+                diff = sorted(k for k in set(found) | set(self.header) if found.get(k) != self.header.get(k))
+                detail = "; ".join(f"{k}: {found.get(k)!r} then, {self.header.get(k)!r} now" for k in diff)
+                raise ValueError(
+                    f"{self.path}: written by a different run ({detail}); drop --resume to replace it, "
+                    "or choose another -o"
+                )
         elif self.path.exists():
             self.replaced = sum(1 for line in self.path.read_text(encoding="utf-8").splitlines() if line.strip())
             self.path.unlink()
         output.mkdir(parents=True, exist_ok=True)
         self._fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o666)
+        if found is None and self.header:
+            self._write({"run": self.header})
 
-    def _read(self) -> None:
+    def _read(self) -> dict[str, Any] | None:
+        """Load the records of an earlier run; returns its header line (``None`` when it has none)."""
+        header = None
         data = self.path.read_bytes()
         good = data.rfind(b"\n") + 1  # a line cut by SIGKILL mid-write (not expected) is dropped
         if good != len(data):
@@ -55,10 +70,13 @@ class ResultsLog:
                 rec = json.loads(line)
             except json.JSONDecodeError:
                 continue
-            if rec.get("video_done"):
+            if "run" in rec and header is None:
+                header = rec["run"]
+            elif rec.get("video_done"):
                 self.videos_done[str(rec["video_done"])] = rec
             elif "key" in rec and "error" not in rec:
                 self.records[str(rec["key"])] = rec
+        return header
 
     def done(self, item: InputItem) -> bool:
         """Whether ``item`` completed in an earlier run (a video: every frame, and it was closed)."""
@@ -74,12 +92,15 @@ class ResultsLog:
 
     def append(self, record: Mapping[str, Any]) -> None:
         """Write one line now; images and frames are kept for the final files."""
-        line = (json.dumps(record, separators=(",", ":")) + "\n").encode("utf-8")
-        os.write(self._fd, line)
+        self._write(record)
         if record.get("video_done"):
             self.videos_done[str(record["video_done"])] = dict(record)
         elif "error" not in record:
             self.records[str(record["key"])] = dict(record)
+
+    def _write(self, record: Mapping[str, Any]) -> None:
+        line = (json.dumps(record, separators=(",", ":")) + "\n").encode("utf-8")
+        os.write(self._fd, line)
 
     def close(self) -> None:
         if self._fd >= 0:
@@ -261,7 +282,7 @@ def write_index_html(
                      if overlay else "<div class=none>no overlay</div>")
             scores = im.get("scores") or []
             shown = sum(1 for s in scores if s >= vis_threshold)
-            best = ", ".join(f"{s:.2f}" for s in sorted(scores, reverse=True)[:3]) or "-"
+            best = ", ".join(f"{s:.2f}" if abs(s) >= 0.005 else "0.00" for s in sorted(scores, reverse=True)[:3]) or "-"
             facts = (f"<b class=poses>{shown}</b> pose(s) shown (score &ge; {vis_threshold:g}), "
                      f"{len(scores)} candidate(s); best: <span class=scores>{best}</span>")
         ident = html.escape(str(im.get("image_id")))

@@ -58,22 +58,30 @@ def overlay_threshold(head_spec: Any) -> float:
     return OVERLAY_THRESHOLDS.get(head_spec.name, 0.2)
 
 
-def _open_capture(source: str | Path) -> Any:
+def open_video(source: str | Path) -> tuple[Any, float, int | None]:
+    """An opened ``cv2.VideoCapture`` of a video file, webcam index (``"0"``) or stream URL, with
+    its frames per second (25 when it does not say) and frame count (``None`` when unknown);
+    ValueError when OpenCV cannot open it."""
     import cv2
 
     raw = str(source)
-    cap = cv2.VideoCapture(int(raw)) if raw.isdigit() and not Path(raw).exists() else cv2.VideoCapture(raw)
+    is_path = Path(raw).exists()
+    cap = cv2.VideoCapture(int(raw)) if raw.isdigit() and not is_path else cv2.VideoCapture(raw)
     if not cap.isOpened():
-        raise ValueError(f"{raw}: cannot be opened as a video" + (" / webcam / stream" if not Path(raw).exists() else ""))
-    return cap
+        raise ValueError(f"{raw}: cannot be opened as a video" + ("" if is_path else " / webcam / stream"))
+    fps = cap.get(cv2.CAP_PROP_FPS)
+    count = int(cap.get(cv2.CAP_PROP_FRAME_COUNT) or 0) if is_path else 0
+    return cap, (float(fps) if fps and 0 < fps < 1000 else 25.0), (count if count > 0 else None)
 
 
-def iter_frames(path: str | Path, max_frames: int | None = None) -> Iterator[tuple[int, np.ndarray]]:
-    """(frame index, RGB uint8 frame) of a video file, webcam index (``"0"``) or stream URL;
-    ValueError when it cannot be opened or gives no frame."""
+def iter_frames(
+    source: str | Path | Any, max_frames: int | None = None
+) -> Iterator[tuple[int, np.ndarray]]:
+    """(frame index, RGB uint8 frame) of a video file, webcam index (``"0"``), stream URL or an
+    opened capture (released at the end); ValueError when it cannot be opened or gives no frame."""
     import cv2
 
-    cap = _open_capture(path)
+    cap = source if hasattr(source, "read") else open_video(source)[0]
     try:
         index = 0
         while max_frames is None or index < max_frames:
@@ -83,23 +91,21 @@ def iter_frames(path: str | Path, max_frames: int | None = None) -> Iterator[tup
             yield index, cv2.cvtColor(frame, cv2.COLOR_BGR2RGB)
             index += 1
         if index == 0:
-            raise ValueError(f"{path}: video has no readable frames")
+            raise ValueError(f"{source if not hasattr(source, 'read') else 'video'}: video has no readable frames")
     finally:
         cap.release()
 
 
-def _video_info(source: str | Path) -> tuple[float, int | None]:
-    """(frames per second, frame count or None) of a video; 25 fps when it does not say."""
-    import cv2
-
+def _frame_count(item: InputItem, max_frames: int | None) -> int | None:
+    """Frames a video will give (for the progress bar's total); ``None`` for streams / unknown."""
+    if item.kind != "video" or item.path is None:
+        return None
     try:
-        cap = _open_capture(source)
+        cap, _, count = open_video(item.path)
     except ValueError:
-        return 25.0, None
-    fps = cap.get(cv2.CAP_PROP_FPS)
-    count = int(cap.get(cv2.CAP_PROP_FRAME_COUNT) or 0)
+        return 0  # reported when it is read
     cap.release()
-    return (float(fps) if fps and 0 < fps < 1000 else 25.0), (count if count > 0 else None)
+    return min(count, max_frames) if count is not None and max_frames else count
 
 
 def _gt_ids(annotations: str) -> dict[str, Any]:
@@ -294,6 +300,28 @@ def torch_predictor(pipeline: Any) -> Predictor:
     return predict
 
 
+def _sigterm_as_interrupt() -> Any:
+    """Make SIGTERM (``timeout``, ``kill``) stop the run as Ctrl-C does, so the final files are
+    written; returns the previous handler (``None`` outside the main thread)."""
+    import signal
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        return None
+
+    def interrupt(signum: int, frame: Any) -> None:
+        raise KeyboardInterrupt
+
+    return signal.signal(signal.SIGTERM, interrupt)
+
+
+def _restore_sigterm(previous: Any) -> None:
+    import signal
+
+    if previous is not None:
+        signal.signal(signal.SIGTERM, previous)
+
+
 def _clean_stale(out: Path) -> None:
     """Remove hidden temp files an interrupted run left (``.name.XXXX.tmp``, ``.clip.mp4.part.mp4``)."""
     for folder in (out, out / "overlays"):
@@ -373,7 +401,7 @@ class _Run:
             self.fail(item, str(exc) if str(item.path) in str(exc) else f"{item.display}: {exc}")
             return
         rec: dict[str, Any] = {"key": item.key, "image_id": item.image_id, "file": item.display, "frame": None}
-        if self.exif and not item.from_dataset:
+        if self.exif and not item.ground_truth:
             from ._exif import apply_orientation, exif_orientation
 
             orientation = exif_orientation(item.path)
@@ -388,15 +416,16 @@ class _Run:
             self.flush()
 
     def video(self, item: InputItem) -> None:
-        """All frames of a video / stream, batched; its overlay video is finished at the end."""
+        """All frames of a video / stream, batched; its overlay video is finished at the end. A
+        video that fails midway is one failure (its frames so far stay in results.jsonl; --resume
+        redoes it)."""
         self.flush()
         self.log.forget_video(item)
-        source = item.path if item.path is not None else item.source
-        fps, _ = _video_info(source)
         frames = 0
         base = item.path.name if item.path is not None else item.key
         try:
-            for k, frame in iter_frames(source, self.max_frames):
+            cap, fps, _ = open_video(item.path if item.path is not None else item.source)
+            for k, frame in iter_frames(cap, self.max_frames):
                 key = f"{item.key}#{k}"
                 image_id = self.annotations.get(key, self.annotations.get(f"{base}#{k}", key))
                 rec = {"key": key, "image_id": image_id, "file": item.display, "frame": k, "video": item.key,
@@ -406,10 +435,11 @@ class _Run:
                 if len(self._batch) >= self.batch_size:
                     self._flush_frames(item, fps)
             self._flush_frames(item, fps)
-        except (OSError, ValueError) as exc:
+        except Exception as exc:  # noqa: BLE001 - any failure is this video's: the other inputs go on
             self._batch.clear()
             self.overlays.abort()
-            self.fail(item, str(exc))
+            text = str(exc) if isinstance(exc, (OSError, ValueError)) else f"{type(exc).__name__}: {exc}"
+            self.fail(item, text if item.display in text else f"{item.display}: {text}")
             return
         overlay = self.overlays.end_video(item)
         self.log.append({"video_done": item.key, "file": item.display, "frames": frames, "overlay": overlay})
@@ -569,7 +599,17 @@ def run_command(
 
     out_dir.mkdir(parents=True, exist_ok=True)
     _clean_stale(out_dir)
-    log = ResultsLog(out_dir, resume=resume)
+    from ..options import options_as_dict
+
+    header = {
+        "head": head, "backbone": backbone, "layout": layout_name, "weights": os.path.abspath(weights),
+        "weights_bytes": os.path.getsize(weights), "grouper": grouper,
+        "options": {**(options_as_dict(options) if options is not None else {}), **passthrough},
+    }  # fmt: skip
+    try:
+        log = ResultsLog(out_dir, resume=resume, header=header)
+    except ValueError as exc:
+        raise BuposeError(str(exc)) from None
     if log.replaced:
         click.echo(f"note: {out_dir / 'results.jsonl'} held {log.replaced} line(s) of an earlier run; "
                    "replaced (--resume keeps them)", err=True)
@@ -579,13 +619,10 @@ def run_command(
         click.echo(f"--resume: {len(items) - len(todo)} input(s) already done in {log.path}", err=True)
     total: int | None = 0
     for it in todo:
-        if it.kind == "image":
-            total = None if total is None else total + 1
-        else:
-            n = _video_info(it.path if it.path is not None else it.source)[1] if it.kind == "video" else None
-            n = min(n, max_frames) if n is not None and max_frames else n
-            total = None if (total is None or n is None) else total + n
+        n = 1 if it.kind == "image" else _frame_count(it, max_frames)
+        total = None if (total is None or n is None) else total + n
     interrupted = False
+    previous_term = _sigterm_as_interrupt()
     with tqdm(total=total, desc="bupose run", unit="img", disable=None, file=sys.stderr, dynamic_ncols=True) as bar:
         loop = _Run(predict=torch_predictor(estimator.pipeline), log=log, overlays=writer, batch_size=batch_size,
                     exif=exif, annotations=gt_ids, max_frames=max_frames, bar=bar)
@@ -599,6 +636,8 @@ def run_command(
         except KeyboardInterrupt:
             interrupted = True
             writer.abort()
+        finally:
+            _restore_sigterm(previous_term)
     log.close()
     path, n_poses, images = write_final(out_dir, items, log, score_threshold)
     failures = dict(loop.failures)
