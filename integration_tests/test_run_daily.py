@@ -249,6 +249,28 @@ def test_index_html_shows_every_overlay_with_counts_and_thresholds(base: dict[st
     assert len(results) < sum(len(d["poses"]) for d in lines.values()), "the test needs candidates below 0.05"
     for p in [out / "results.json", out / "index.html", *(out / "overlays").iterdir()]:
         assert stat.S_IMODE(p.stat().st_mode) == 0o644, p
+    if _check_in_a_browser(out / "index.html", total=4, loaded=4):
+        (out / images[1]["overlay"]).unlink()  # the page shows a missing overlay as missing
+        _check_in_a_browser(out / "index.html", total=4, loaded=3)
+
+
+def _check_in_a_browser(page: Path, total: int, loaded: int) -> bool:
+    """Open the page in headless Chromium (Debian's chromium / chromium-headless-shell, when
+    installed): its script counts the overlays that really loaded and marks missing ones."""
+    import re
+    import shutil
+
+    exe = shutil.which("chromium-headless-shell") or shutil.which("chromium") or shutil.which("chromium-browser")
+    if exe is None:
+        return False  # parsing the page and decoding every image it references (above) is the check then
+    dom = subprocess.run([exe, "--headless", "--no-sandbox", "--disable-gpu", "--allow-file-access-from-files",
+                          "--virtual-time-budget=10000", "--dump-dom", page.resolve().as_uri()],
+                         capture_output=True, text=True, timeout=120).stdout
+    body = re.search(r"<body[^>]*>", dom)
+    assert body is not None, dom[:500]
+    assert f'data-images="{total}"' in body.group(0) and f'data-loaded="{loaded}"' in body.group(0), body.group(0)
+    assert dom.count('class="missing"') == total - loaded
+    return True
 
 
 def test_weights_inferred_from_a_detected_official_file(base: dict[str, Path], tmp_path: Path) -> None:

@@ -268,6 +268,7 @@ def write_index_html(
     """``OUTPUT/index.html``: a grid of the overlays (videos as players) with each image's pose
     count (at the overlay threshold), candidate count and best scores; failed inputs listed."""
     cells = []
+    lazy = ' loading="lazy"' if len(images) > 200 else ""  # big sheets load as they scroll into view
     for im in images:
         if im.get("frame") is not None:
             continue  # video frames: the video is shown once
@@ -278,7 +279,7 @@ def write_index_html(
                      else "<div class=none>no overlay</div>")
             facts = f"video, {im.get('frames')} frame(s)"
         else:
-            media = (f'<a href="{quote(overlay)}"><img src="{quote(overlay)}" loading="lazy" alt="{name}"></a>'
+            media = (f'<a href="{quote(overlay)}"><img src="{quote(overlay)}"{lazy} alt="{name}"></a>'
                      if overlay else "<div class=none>no overlay</div>")
             scores = im.get("scores") or []
             shown = sum(1 for s in scores if s >= vis_threshold)
@@ -296,6 +297,7 @@ body {{ font: 14px system-ui, sans-serif; margin: 1em; background: #fafafa; }}
 figure {{ margin: 0; background: #fff; border: 1px solid #ddd; padding: 6px; }}
 figure img, figure video {{ width: 100%; height: auto; display: block; }}
 figcaption {{ margin-top: 4px; }} .none {{ color: #999; }} .fail {{ color: #a00; }}
+figure.missing {{ border-color: #a00; }} figure.missing figcaption::after {{ content: " (overlay file missing)"; color: #a00; }}
 </style></head><body>
 <h1>{html.escape(title)}</h1>
 <p>{len(cells)} input(s); results: <a href="results.json">results.json</a>, per image:
@@ -303,6 +305,15 @@ figcaption {{ margin-top: 4px; }} .none {{ color: #999; }} .fail {{ color: #a00;
 {f'<h2 class=fail>{len(failures)} failed</h2><ul class=fail>{fails}</ul>' if failures else ''}
 <div class="grid">
 {chr(10).join(cells)}
-</div></body></html>
+</div>
+<script>
+window.addEventListener("load", () => {{
+  const imgs = [...document.querySelectorAll("figure img")];
+  imgs.filter(i => !(i.complete && i.naturalWidth > 0)).forEach(i => i.closest("figure").classList.add("missing"));
+  document.body.dataset.images = imgs.length;
+  document.body.dataset.loaded = imgs.filter(i => i.complete && i.naturalWidth > 0).length;
+}});
+</script>
+</body></html>
 """
     return _atomic_text(output / "index.html", page)
