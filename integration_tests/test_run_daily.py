@@ -347,6 +347,11 @@ def test_exif_orientation_video_webcam_and_formats(base: dict[str, Path], tmp_pa
                   "--ignore-exif-orientation")
     rec = _lines(tmp_path / "raw" / "results.jsonl")[0]
     assert kept.returncode == 0 and (rec["width"], rec["height"]) == (64, 32)
+    url = (folder / "clip.avi").resolve().as_uri()  # a stream URL OpenCV opens (file://), read as a stream
+    stream = bupose("run", "--weights", str(base["example"]), url, "-o", str(tmp_path / "stream"), "--max-frames", "2")
+    assert stream.returncode == 0, stream.stderr
+    keys = [d["key"] for d in _lines(tmp_path / "stream" / "results.jsonl") if "key" in d]
+    assert len(keys) == 2 and keys[0].startswith("file_") and keys[0].endswith("clip.avi#0")
     cam = bupose("run", "--weights", str(base["example"]), "7", "-o", str(tmp_path / "cam"))
     assert cam.returncode == 1 and "7: cannot be opened as a video / webcam / stream" in cam.stderr
 
@@ -385,9 +390,10 @@ def test_device_rule_flags_and_listing(base: dict[str, Path], tmp_path: Path) ->
 def test_eval_model_mode_writes_into_its_output_folder_and_detects_crowdpose(base: dict[str, Path], tmp_path: Path) -> None:
     work = tmp_path / "cwd"
     work.mkdir()
-    proc = bupose("eval", "--head", "example", "--backbone", "example_convnet", "--weights", str(base["example"]),
-                  "--data", str(base["synth"]), "-o", str(tmp_path / "ev"), cwd=work)
+    proc = bupose("eval", "--weights", str(base["example"]), "--data", str(base["synth"]), "-o", str(tmp_path / "ev"),
+                  cwd=work)
     assert proc.returncode == 0, proc.stderr
+    assert "inferred --head example --backbone example_convnet" in proc.stderr
     assert (tmp_path / "ev" / "results.json").is_file() and (tmp_path / "ev" / "metrics.json").is_file()
     assert list(work.iterdir()) == [], "eval must not write into the current folder"
     crowd = tmp_path / "crowd"

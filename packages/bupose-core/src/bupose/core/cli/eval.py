@@ -7,10 +7,11 @@ writes ``DIR/metrics.json``; ``-o FILE.json`` writes the metrics there (a flat J
 atomically). ``bupose run ... DATASET_SPEC -o OUT`` then ``bupose eval --results OUT/results.json
 --data DATASET_SPEC`` is the two-command chain.
 
-Model mode: ``bupose eval --head H --backbone B --weights FILE --data DATASET_SPEC [-o OUT]
+Model mode: ``bupose eval [--head H --backbone B] --weights FILE --data DATASET_SPEC [-o OUT]
 [--batch-size N] [--flip/--no-flip] [--scales ...] [--input-size S] [--save-results FILE]`` runs the
 model over every image of the dataset (batched, through the head's inference pipeline, exactly as
-``bupose run`` does) and prints the metrics of the dataset's layout; the COCO results go to
+``bupose run`` does; head and backbone default to what the weights say, as there) and prints the
+metrics of the dataset's layout; the COCO results go to
 ``--save-results``, else ``OUT/results.json`` when ``-o`` is a folder (never the current folder
 unasked).
 """
@@ -73,6 +74,26 @@ def _file_name_ids(results: str) -> str | None:
             if isinstance(e, Mapping) and isinstance(e.get("image_id"), str):
                 return e["image_id"]
     return None
+
+
+def _infer_names(weights: str, head: str | None, backbone: str | None, trust: bool) -> tuple[str, str]:
+    """Model mode without --head/--backbone: the names the weights file states or implies (as
+    ``bupose run`` infers them), said on stderr."""
+    from ..inference import Checkpoint
+    from ..plugins import get_registry
+    from ..weights import CheckpointError
+    from .run import infer_model
+
+    if not os.path.isfile(weights):
+        raise BuposeError(f"--weights {weights}: file not found")
+    try:
+        checkpoint = Checkpoint.read(weights, trust=trust)
+    except CheckpointError as exc:
+        raise BuposeError(str(exc)) from None
+    head, backbone, note = infer_model(checkpoint, head, backbone, get_registry())
+    if note:
+        click.echo(note, err=True)
+    return head, backbone
 
 
 def _results_mode(results: str, annotations: str | None, layout: str | None, output: str | None, engine: str,
@@ -162,11 +183,13 @@ def eval_command(
     save_results: str | None = None, trust: bool = False, pipeline_options: tuple[str, ...] = (),
 ) -> None:
     """Keypoint AP/AR (COCO / OCHuman / CrowdPose) of a results file, or of a model on a dataset."""
-    model_opts = {"--head": head, "--backbone": backbone, "--weights": weights, "--data": data}
     if any(v is not None for v in (head, backbone, weights)) or (data is not None and results is None):
         if results or annotations:
             raise click.UsageError("give either --results/--annotations or --head/--backbone/--weights/--data")
-        missing = [k for k, v in model_opts.items() if v is None]
+        if weights is not None and data is not None and (head is None or backbone is None):
+            head, backbone = _infer_names(weights, head, backbone, trust)
+        given = {"--head": head, "--backbone": backbone, "--weights": weights, "--data": data}
+        missing = [k for k, v in given.items() if v is None]
         if missing:
             raise click.UsageError(f"model mode needs {', '.join(missing)} as well")
         from ..options import OptionError, split_option_items
