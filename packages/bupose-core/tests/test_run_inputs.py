@@ -27,7 +27,7 @@ def _touch_images(root: Path, names: list[str]) -> None:
         buf.tofile(str(p))
 
 
-def test_ids_are_relative_paths_and_collisions_widen_them(tmp_path: Path) -> None:
+def test_ids_are_relative_paths_and_collisions_widen_them(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     _touch_images(tmp_path, ["cam1/f.png", "cam2/f.png", "a.png", "a.jpg", "sub/b.png"])
     (tmp_path / "readme.txt").write_text("x")
     (tmp_path / ".hidden.png").write_bytes(b"")
@@ -42,8 +42,12 @@ def test_ids_are_relative_paths_and_collisions_widen_them(tmp_path: Path) -> Non
     assert len(items) == 1  # the same file twice is read once
     items, problems, _ = collect_inputs([str(tmp_path / "*" / "f.png"), str(tmp_path / "nope*.png")])
     assert [i.key for i in items] == ["cam1/f.png", "cam2/f.png"] and "matches no files" in problems[0]
-    items, problems, _ = collect_inputs([str(tmp_path)], exclude=tmp_path / "sub", recursive=True)
-    assert "sub/b.png" not in {i.key for i in items}
+    monkeypatch.chdir(tmp_path)  # relative inputs, the run's overlays inside the input folder
+    items, problems, _ = collect_inputs(["."], exclude=tmp_path / "sub", recursive=True)
+    assert "sub/b.png" not in {i.key for i in items} and "a.png" in {i.key for i in items}
+    (tmp_path / "results.jsonl").write_text("")
+    items, _, skipped = collect_inputs(["."], exclude=tmp_path / "overlays")  # -o . : the inputs stay inputs
+    assert {i.key for i in items} == {"a.png", "a.jpg"} and not any("results.jsonl" in x for x in skipped)
 
 
 def test_dataset_inputs_keep_dataset_ids_and_annotations_map_names(tmp_path: Path) -> None:

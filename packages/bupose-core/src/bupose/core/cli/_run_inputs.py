@@ -28,6 +28,8 @@ IMAGE_EXTS = (
 """Image suffixes picked up in folders and globs (decoded by OpenCV; a GIF gives its first frame)."""
 VIDEO_EXTS = (".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg", ".wmv")
 DATASET_PREFIXES = ("coco:", "crowdpose:", "ochuman:")
+RUN_FILES = ("results.json", "results.jsonl", "images.json", "index.html")
+"""What ``bupose run`` writes beside ``overlays/``; never read as inputs (``-o`` inside an input folder)."""
 _STREAM_RE = re.compile(r"^[a-z][a-z0-9+.-]*://", re.IGNORECASE)
 
 
@@ -98,8 +100,10 @@ def _folder_files(folder: Path, recursive: bool, exclude: Path | None, skipped: 
     found: list[Path] = []
     walker = sorted(folder.rglob("*")) if recursive else sorted(folder.iterdir())
     for q in walker:
-        if exclude is not None and (q == exclude or exclude in q.parents):
-            continue
+        if exclude is not None:
+            qr = q.resolve()
+            if qr == exclude or exclude in qr.parents or (qr.parent == exclude.parent and q.name in RUN_FILES):
+                continue
         if any(part.startswith(".") for part in q.relative_to(folder).parts):
             continue  # hidden files and folders (.DS_Store, .git, our own temp files)
         if not q.is_file():
@@ -121,8 +125,9 @@ def collect_inputs(
     """Expand ``inputs`` into items with unique ids; returns ``(items, problems, skipped)``.
 
     ``problems`` are inputs that name nothing usable (missing paths, empty folders, unopenable
-    datasets); ``skipped`` names each file in a folder that is not an image or video. ``exclude``
-    (the output folder) is never read as input. ``annotations`` maps file names (and base names)
+    datasets); ``skipped`` names each file in a folder that is not an image or video. Nothing in
+    the folder ``exclude`` (the run's own overlays) nor its sibling :data:`RUN_FILES` is read from
+    folders. ``annotations`` maps file names (and base names)
     to ground-truth ids (``--annotations``)."""
     items: list[InputItem] = []
     problems: list[str] = []

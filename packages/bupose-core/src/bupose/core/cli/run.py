@@ -347,7 +347,6 @@ class _Run:
         self.bar = bar
         self.failures: dict[str, str] = {}
         self.done = 0
-        self.skipped = 0
         self._batch: list[tuple[InputItem, np.ndarray, dict[str, Any]]] = []
 
     def fail(self, item: InputItem, message: str, key: str | None = None) -> None:
@@ -355,6 +354,8 @@ class _Run:
         self.failures[key] = message
         click.echo(f"error: {message}; skipped", err=True)
         self.log.append({"key": key, "file": item.display, "error": message})
+        if item.kind == "image":
+            self.bar.update(1)  # counted in the total
 
     def _predict(self, images: list[np.ndarray]) -> list[Any | Exception]:
         try:
@@ -556,7 +557,9 @@ def run_command(
     dev, dev_note = resolve_device(device)
     out_dir = Path(output)
     gt_ids = _gt_ids(annotations) if annotations else {}
-    items, problems, skipped = collect_inputs(inputs, recursive=recursive, exclude=out_dir, annotations=gt_ids)
+    items, problems, skipped = collect_inputs(
+        inputs, recursive=recursive, exclude=out_dir / "overlays", annotations=gt_ids
+    )
     for msg in skipped:
         click.echo(f"skipped: {msg}", err=True)
     for msg in problems:
