@@ -652,7 +652,8 @@ def run_command(
                                  title=f"bupose run: {head} + {backbone} ({Path(weights).name})")
     n_images = sum(1 for im in images if not im.get("video"))
     kept = f" (score >= {score_threshold:g})" if score_threshold is not None else ""
-    click.echo(f"{loop.done} image(s) done now, {n_images} in all, {n_poses} pose(s){kept} -> {path}")
+    now = f" ({loop.done} done in this run)" if loop.done != n_images else ""
+    click.echo(f"{n_images} image(s), {n_poses} pose(s){kept} -> {path}{now}")
     click.echo(f"device: {dev_note}; overlays draw poses scoring >= {vis:g}"
                + (f"; contact sheet: {index}" if index else ""), err=True)
     if interrupted:
