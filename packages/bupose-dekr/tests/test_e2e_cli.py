@@ -71,8 +71,8 @@ def test_images_folders_videos_and_bad_inputs(weights: Path, tmp_path: Path) -> 
         ],
         catch_exceptions=False,
     )  # fmt: skip
-    assert res.exit_code != 0, res.output  # some inputs failed: the exit status says so
-    assert "broken.png" in res.output and "missing.png" in res.output
+    assert res.exit_code == 1, res.output  # the unreadable inputs fail the run; the others are kept
+    assert "broken.png" in res.output and "missing.png" in res.output and "2 input(s) failed" in res.output
     results = json.loads((out / "results.json").read_text())
     ids = {r["image_id"] for r in results}
     assert ids == {77, "b.jpg", "clip.avi#0", "clip.avi#1"}

@@ -88,8 +88,15 @@ def _allow_official_types() -> None:
     _SAFE_GLOBALS_ADDED = True
 
 
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
 def atomic_write(path: str | os.PathLike[str], write: Any) -> Path:
-    """Call ``write(tmp_path)`` then rename to ``path`` so no half-written file is ever visible."""
+    """Call ``write(tmp_path)`` then rename to ``path`` so no half-written file is ever visible;
+    the file gets the permissions ``open()`` would give (0644 under the usual umask 022)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
@@ -98,6 +105,7 @@ def atomic_write(path: str | os.PathLike[str], write: Any) -> Path:
         write(tmp)
         with open(tmp, "rb+") as f:
             os.fsync(f.fileno())
+        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; give the mode a plain open() gives
         os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp):

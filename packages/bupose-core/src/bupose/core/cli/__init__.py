@@ -22,6 +22,13 @@ class BuposeError(click.ClickException):
 
 
 class _Group(click.Group):
+    def format_epilog(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        super().format_epilog(ctx, formatter)
+        from .components import installed_heads_line
+
+        formatter.write_paragraph()
+        formatter.write_text(installed_heads_line() + " `bupose list` shows every installed component.")
+
     def invoke(self, ctx: click.Context) -> Any:
         try:
             return super().invoke(ctx)
@@ -53,8 +60,8 @@ def _one_line(exc: BaseException) -> str:
 @click.version_option(package_name="bupose-core", prog_name="bupose")
 @click.pass_context
 def cli(ctx: click.Context, debug: bool) -> None:
-    """bupose: bottom-up multi-person pose estimation (DEKR, LOGO-CAP, CenterGroup, GroupPose,
-    SimplePose) with any backbone, as plugins."""
+    """bupose: bottom-up multi-person pose estimation with any backbone under any head, as plugins
+    (the heads installed here are listed below)."""
     ctx.ensure_object(dict)
     ctx.obj["debug"] = debug
     if debug:  # also shows what native libraries (OpenCV, libjpeg, libpng) print: bupose.core.io

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
-__all__ = ["OPTION_ALIASES", "head_lines", "heads_help_lines", "info_command", "list_command", "plugins_command"]
+__all__ = [
+    "OPTION_ALIASES", "head_lines", "heads_help_lines", "info_command", "installed_heads_line", "list_command",
+    "plugins_command",
+]  # fmt: skip
 
 import json
 import os
@@ -104,6 +107,26 @@ def _not_installed(kind: str, installed: list[str]) -> list[tuple[str, str]]:
     return sorted((n, p) for n, p in FIRST_PARTY.get(kind, {}).items() if n not in installed)
 
 
+def _option_keys(spec: HeadSpec) -> str:
+    """The names of a head's declared test options, comma-separated ("" when none / unreadable)."""
+    from ..options import OptionError, option_names
+
+    if spec.options is None:
+        return ""
+    try:
+        return ", ".join(option_names(spec.load_options()))
+    except (ImportError, AttributeError, OptionError):
+        return ""
+
+
+def installed_heads_line() -> str:
+    """One line naming the installed heads (for ``bupose --help``)."""
+    names = get_registry().names("heads")
+    return f"Installed heads: {', '.join(names)}." if names else (
+        "No heads installed yet: pip install bupose-dekr (or another head package)."
+    )
+
+
 def heads_help_lines(head: str | None = None) -> list[str]:
     """The heads section of ``bupose run --help``: installed heads, installable first-party heads,
     and with ``head`` its grouping and test options."""
@@ -113,6 +136,11 @@ def heads_help_lines(head: str | None = None) -> list[str]:
     for name in installed:
         spec = registry.components["heads"][name]
         lines.append(f"  {name:<14} {spec.summary} [{', '.join(spec.layouts)}] <- {spec.distribution}")
+        keys = _option_keys(spec)
+        if keys:
+            import textwrap
+
+            lines.extend(textwrap.wrap(f"--option keys: {keys}", 96, initial_indent=" " * 17, subsequent_indent=" " * 19))
     missing = _not_installed("heads", installed)
     if missing:
         lines.append("Not installed (first-party packages, `pip install PACKAGE`):")
@@ -153,8 +181,17 @@ def _weights_lines(spec: WeightsSpec, pad: str) -> list[str]:
     return [f"{pad}sha256: {digest}; size: {size}", f"{pad}licence: {e['licence']}", f"{pad}paper AP: {ap}"]
 
 
+class _KindChoice(click.Choice):
+    """A component kind; the singular (``head``) and any case are accepted."""
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        text = str(value).strip().lower()
+        singular = {k[:-1]: k for k in SPEC_TYPES if k.endswith("s")}
+        return super().convert(singular.get(text, text), param, ctx)
+
+
 @click.command("list")
-@click.argument("kind", required=False, type=click.Choice(list(SPEC_TYPES)))
+@click.argument("kind", required=False, type=_KindChoice(list(SPEC_TYPES)))
 @click.option("--verbose", "-v", is_flag=True, help="Also each head's grouping and test options (defaults, meaning).")
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output (weights: the model zoo's provenance).")
 @click.option("--markdown", "as_markdown", is_flag=True, help="The model zoo as Markdown (docs/models.md); weights only.")

@@ -16,7 +16,7 @@ def data_group() -> None:
 @data_group.command("synth")
 @click.option("--layout", type=click.Choice(["coco17", "crowdpose14"]), default="coco17", show_default=True)
 @click.option("--images", "num_images", type=click.IntRange(min=0), default=100, show_default=True)
-@click.option("--out", "out_dir", type=click.Path(file_okay=False), required=True, help="Output folder.")
+@click.option("--out", "--output", "-o", "out_dir", type=click.Path(file_okay=False), required=True, help="Output folder.")
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--size", type=click.IntRange(min=32), default=256, show_default=True, help="Square image size.")
 @click.option(

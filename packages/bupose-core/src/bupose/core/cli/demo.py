@@ -344,7 +344,7 @@ def _markdown(s: Mapping[str, Any]) -> str:
 
 
 @click.command("demo")
-@click.option("--out", default="bupose-demo", show_default=True, help="Folder for data, run, results, overlays.")
+@click.option("--out", "--output", "-o", "out", default="bupose-demo", show_default=True, help="Folder for data, run, results, overlays.")
 @click.option("--set", "sets", multiple=True, metavar="KEY=VALUE",
               help="Change a demo setting, e.g. train.steps=800 or train_images=300 (repeatable).")
 @click.option("--no-progress", is_flag=True, help="No progress bars (logs only).")

@@ -1,9 +1,11 @@
-"""``bupose run``: pose estimation on images, folders and videos with any registered head.
+"""``bupose run``: pose estimation on images, folders, globs, datasets, videos and streams with any
+registered head.
 
-Writes ``DIR/results.json`` (COCO keypoint results, written atomically) and overlays under
-``DIR/overlays/`` (one JPEG per image, one MP4 per video). ``image_id`` is the file name for
-plain inputs (``<video>#<frame>`` for video frames) or the ground-truth id when
-``--annotations GT.json`` is given.
+Writes, as it goes, ``OUTPUT/results.jsonl`` (one JSON line per image / video frame) and overlays
+under ``OUTPUT/overlays/``; at the end (and after Ctrl-C) ``OUTPUT/results.json`` (COCO keypoint
+results), ``OUTPUT/images.json`` (id -> file) and ``OUTPUT/index.html`` (a contact sheet), each
+written atomically. ``--resume`` skips what ``results.jsonl`` already holds. Ids, inputs and
+defaults: docs/run.md.
 
 Test-time options are the head's declared options (``HeadSpec.options``): ``--option KEY=VALUE``
 (repeatable) sets any of them; ``--flip/--no-flip``, ``--scales``, ``--input-size``, ``--amp`` and
@@ -17,64 +19,78 @@ from __future__ import annotations
 import json
 import os
 import sys
-from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass
+import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import click
 import numpy as np
 
-from ..io import check_output_dir, quiet_native_stderr, read_image, set_max_image_pixels
+from ..io import check_output_dir, quiet_native_stderr, set_max_image_pixels
 from ..io import max_image_pixels as image_pixel_limit
+from ._device import DEVICE_HELP
+from ._run_inputs import IMAGE_EXTS, VIDEO_EXTS, InputItem, collect_inputs
 
 __all__ = [
-    "IMAGE_EXTS", "VIDEO_EXTS", "InputItem", "collect_inputs", "head_options", "iter_frames",
-    "parse_options", "run_command",
+    "IMAGE_EXTS", "OVERLAY_THRESHOLDS", "VIDEO_EXTS", "InputItem", "collect_inputs", "head_options",
+    "infer_model", "iter_frames", "overlay_threshold", "parse_options", "run_command",
 ]  # fmt: skip
 
-IMAGE_EXTS = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp", ".ppm", ".pgm", ".gif")
-VIDEO_EXTS = (".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg", ".wmv")
+OVERLAY_THRESHOLDS: dict[str, float] = {
+    "dekr": 0.2,
+    "logocap": 0.2,
+    "centergroup": 0.2,
+    "grouppose": 0.3,
+    "simplepose": 0.5,
+}
+"""Default person score from which overlays draw a pose, per head (docs/run.md says why); a head's
+options class may declare its own as a ``overlay_threshold`` class attribute. Others: 0.2."""
 
 
-@dataclass(frozen=True)
-class InputItem:
-    """One input file: an image or a video."""
-
-    path: Path
-    kind: str  # "image" | "video"
-
-
-def collect_inputs(inputs: Sequence[str]) -> tuple[list[InputItem], list[str]]:
-    """Expand files and folders (sorted, non-recursive) into image/video items; returns problems too."""
-    items: list[InputItem] = []
-    problems: list[str] = []
-    for raw in inputs:
-        p = Path(raw)
-        if p.is_dir():
-            found = sorted(q for q in p.iterdir() if q.is_file() and q.suffix.lower() in IMAGE_EXTS + VIDEO_EXTS)
-            if not found:
-                problems.append(f"{p}: folder has no images or videos")
-            for q in found:
-                items.append(InputItem(q, "video" if q.suffix.lower() in VIDEO_EXTS else "image"))
-        elif p.is_file():
-            items.append(InputItem(p, "video" if p.suffix.lower() in VIDEO_EXTS else "image"))
-        else:
-            problems.append(f"{p}: no such file or folder")
-    return items, problems
+def overlay_threshold(head_spec: Any) -> float:
+    """The default ``--vis-threshold`` of a head (its options' ``overlay_threshold``, the table, 0.2)."""
+    try:
+        cls = head_spec.load_options()
+    except Exception:  # noqa: BLE001 - a broken options module is reported elsewhere
+        cls = None
+    value = getattr(cls, "overlay_threshold", None) if cls is not None else None
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return float(value)
+    return OVERLAY_THRESHOLDS.get(head_spec.name, 0.2)
 
 
-def iter_frames(path: Path) -> Iterator[tuple[int, np.ndarray]]:
-    """(frame index, RGB uint8 frame) of a video; ValueError when it cannot be opened."""
+def open_video(source: str | Path) -> tuple[Any, float, int | None]:
+    """An opened ``cv2.VideoCapture`` of a video file, webcam index (``"0"``) or stream URL, with
+    its frames per second (25 when it does not say) and frame count (``None`` when unknown);
+    ValueError when OpenCV cannot open it."""
     import cv2
 
+    raw = str(source)
+    is_path = Path(raw).exists()
     with quiet_native_stderr():  # FFmpeg's messages name no file
-        cap = cv2.VideoCapture(str(path))
+        cap = cv2.VideoCapture(int(raw)) if raw.isdigit() and not is_path else cv2.VideoCapture(raw)
     if not cap.isOpened():
-        raise ValueError(f"{path}: cannot be opened as a video (unknown or corrupt video data)")
+        raise ValueError(
+            f"{raw}: cannot be opened as a video"
+            + (" (unknown or corrupt video data)" if is_path else " / webcam / stream")
+        )
+    fps = cap.get(cv2.CAP_PROP_FPS)
+    count = int(cap.get(cv2.CAP_PROP_FRAME_COUNT) or 0) if is_path else 0
+    return cap, (float(fps) if fps and 0 < fps < 1000 else 25.0), (count if count > 0 else None)
+
+
+def iter_frames(
+    source: str | Path | Any, max_frames: int | None = None
+) -> Iterator[tuple[int, np.ndarray]]:
+    """(frame index, RGB uint8 frame) of a video file, webcam index (``"0"``), stream URL or an
+    opened capture (released at the end); ValueError when it cannot be opened or gives no frame."""
+    import cv2
+
+    cap = source if hasattr(source, "read") else open_video(source)[0]
     try:
         index = 0
-        while True:
+        while max_frames is None or index < max_frames:
             with quiet_native_stderr():
                 ok, frame = cap.read()
             if not ok:
@@ -82,18 +98,21 @@ def iter_frames(path: Path) -> Iterator[tuple[int, np.ndarray]]:
             yield index, cv2.cvtColor(frame, cv2.COLOR_BGR2RGB)
             index += 1
         if index == 0:
-            raise ValueError(f"{path}: video has no readable frames")
+            raise ValueError(f"{source if not hasattr(source, 'read') else 'video'}: video has no readable frames")
     finally:
         cap.release()
 
 
-def _video_fps(path: Path) -> float:
-    import cv2
-
-    cap = cv2.VideoCapture(str(path))
-    fps = cap.get(cv2.CAP_PROP_FPS) if cap.isOpened() else 0.0
+def _frame_count(item: InputItem, max_frames: int | None) -> int | None:
+    """Frames a video will give (for the progress bar's total); ``None`` for streams / unknown."""
+    if item.kind != "video" or item.path is None:
+        return None
+    try:
+        cap, _, count = open_video(item.path)
+    except ValueError:
+        return 0  # reported when it is read
     cap.release()
-    return float(fps) if fps and fps > 0 else 25.0
+    return min(count, max_frames) if count is not None and max_frames else count
 
 
 def _gt_ids(annotations: str) -> dict[str, Any]:
@@ -281,77 +300,228 @@ def _weights_hint(registry: Any, head: str) -> str:
     return "\n".join(lines)
 
 
-class _Writer:
-    """Collects results and writes overlays."""
+def infer_model(
+    checkpoint: Any, head: str | None, backbone: str | None, registry: Any
+) -> tuple[str, str, str | None]:
+    """``(head, backbone, note)``: the names given, else those the checkpoint states (bupose
+    metadata) or implies (a detected official file); ``note`` says what was inferred from where."""
+    from . import BuposeError
 
-    def __init__(
-        self, output: Path, layout: str, overlays: bool, vis_threshold: float, video: Any = None
-    ) -> None:
-        from ..video import VideoFrameLog
+    if head is not None and backbone is not None:
+        return head, backbone, None
+    found: dict[str, Any] = {}
+    where = ""
+    if checkpoint.meta:
+        found = {"head": checkpoint.meta.get("head"), "backbone": checkpoint.meta.get("backbone")}
+        where = "its bupose metadata"
+    else:
+        spec = checkpoint.official(registry)
+        if spec is not None:
+            found = {"head": spec.head, "backbone": spec.backbone}
+            where = f"its key layout (official {spec.name})"
+    inferred = []
+    if head is None:
+        head = found.get("head")
+        inferred.append(f"--head {head}")
+    if backbone is None:
+        backbone = found.get("backbone")
+        inferred.append(f"--backbone {backbone}")
+    if not head or not backbone:
+        missing = " and ".join(f for f, v in (("--head", head), ("--backbone", backbone)) if not v)
+        raise BuposeError(
+            f"--weights {checkpoint.path}: {missing} not given, and the file does not say "
+            "(not a bupose .safetensors with metadata, not a known official layout); give them"
+        )
+    return str(head), str(backbone), f"inferred {' '.join(inferred)} from {checkpoint.path} ({where})"
 
-        self.frames_log = VideoFrameLog(output, layout, video)
-        self._fps: dict[Path, float] = {}
-        self.output = output
-        self.layout = layout
+
+Predictor = Callable[[Sequence[np.ndarray]], list[Any]]
+"""Images (RGB uint8) -> one :class:`~bupose.core.poses.Poses` per image."""
+
+
+def torch_predictor(pipeline: Any) -> Predictor:
+    """The predictor of the torch path: the head's pipeline under ``torch.inference_mode``."""
+    import torch
+
+    def predict(images: Sequence[np.ndarray]) -> list[Any]:
+        with torch.inference_mode():
+            return list(pipeline.predict_batch(list(images)))
+
+    return predict
+
+
+def _sigterm_as_interrupt() -> Any:
+    """Make SIGTERM (``timeout``, ``kill``) stop the run as Ctrl-C does, so the final files are
+    written; returns the previous handler (``None`` outside the main thread)."""
+    import signal
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        return None
+
+    def interrupt(signum: int, frame: Any) -> None:
+        raise KeyboardInterrupt
+
+    return signal.signal(signal.SIGTERM, interrupt)
+
+
+def _restore_sigterm(previous: Any) -> None:
+    import signal
+
+    if previous is not None:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _clean_stale(out: Path) -> None:
+    """Remove hidden temp files an interrupted run left (``.name.XXXX.tmp``, ``.clip.mp4.part.mp4``)."""
+    for folder in (out, out / "overlays"):
+        if not folder.is_dir():
+            continue
+        for q in folder.rglob(".*"):
+            if q.is_file() and (q.name.endswith(".tmp") or ".part." in q.name):
+                q.unlink()
+
+
+class _Run:
+    """The per-item loop: read, predict in batches, write a JSON line and an overlay per image."""
+
+    def __init__(self, *, predict: Predictor, log: Any, overlays: Any, batch_size: int, exif: bool,
+                 annotations: Mapping[str, Any], max_frames: int | None, bar: Any,
+                 frames_log: Any = None) -> None:
+        self.predict = predict
+        self.frames_log = frames_log
+        self.log = log
         self.overlays = overlays
-        self.vis_threshold = vis_threshold
-        self.results: list[dict[str, Any]] = []
-        self._videos: dict[Path, Any] = {}
+        self.batch_size = batch_size
+        self.exif = exif
+        self.annotations = annotations
+        self.max_frames = max_frames
+        self.bar = bar
+        self.failures: dict[str, str] = {}
+        self.done = 0
+        self._batch: list[tuple[InputItem, np.ndarray, dict[str, Any]]] = []
 
-    def add(self, image_id: Any, poses: Any, image: np.ndarray, item: InputItem, frame: int | None) -> None:
-        ids = None
-        if frame is not None:  # video frames: tracked / smoothed, one JSON line each
-            if item.path not in self._fps:
-                self._fps[item.path] = _video_fps(item.path)
-            fps = self._fps[item.path]
-            poses, ids = self.frames_log.add(item.path, frame, fps, poses, image_id)
-        entries = poses.to_coco(image_id)
-        if ids is not None:
-            for entry, tid in zip(entries, ids):
-                entry["track_id"] = int(tid) if tid >= 0 else None
-        self.results.extend(entries)
-        if not self.overlays:
+    def fail(self, item: InputItem, message: str, key: str | None = None) -> None:
+        key = key or item.key
+        self.failures[key] = message
+        click.echo(f"error: {message}; skipped", err=True)
+        self.log.append({"key": key, "file": item.display, "error": message})
+        if item.kind == "image":
+            self.bar.update(1)  # counted in the total
+
+    def _predict(self, images: list[np.ndarray]) -> list[Any | Exception]:
+        try:
+            return self.predict(images)
+        except Exception:
+            if len(images) == 1:
+                raise
+        out: list[Any | Exception] = []
+        for img in images:
+            try:
+                out.append(self.predict([img])[0])
+            except Exception as exc:  # noqa: BLE001
+                out.append(exc)
+        return out
+
+    def flush(self) -> None:
+        if not self._batch:
             return
-        from ..vis import draw_poses, save_image
+        batch, self._batch = self._batch, []
+        try:
+            results = self._predict([b[1] for b in batch])
+        except Exception as exc:  # noqa: BLE001 - a single image whose prediction fails
+            results = [exc]
+        for (item, img, rec), poses in zip(batch, results):
+            if isinstance(poses, Exception):
+                self.fail(item, f"{item.display}: prediction failed ({type(poses).__name__}: {poses})")
+                continue
+            try:
+                rec["overlay"] = self.overlays.image(item, img, poses)
+            except (OSError, ValueError) as exc:
+                click.echo(f"warning: {item.display}: overlay not written ({exc})", err=True)
+            rec["poses"] = poses.to_coco(item.image_id)
+            self.log.append(rec)
+            self.done += 1
+            self.bar.update(1)
 
-        drawn = draw_poses(image, poses, self.layout, score_threshold=self.vis_threshold, track_ids=ids)
-        if frame is None:
-            save_image(self.output / "overlays" / f"{item.path.stem}.jpg", drawn)
+    def image(self, item: InputItem) -> None:
+        from ..io import read_image
+
+        assert item.path is not None
+        try:
+            img = read_image(item.path)
+        except Exception as exc:  # noqa: BLE001 - any decoding failure is this image's failure
+            self.fail(item, str(exc) if str(item.path) in str(exc) else f"{item.display}: {exc}")
             return
-        import cv2
+        rec: dict[str, Any] = {"key": item.key, "image_id": item.image_id, "file": item.display, "frame": None}
+        if self.exif and not item.ground_truth:
+            from ._exif import apply_orientation, exif_orientation
 
-        writer = self._videos.get(item.path)
-        if writer is None:
-            (self.output / "overlays").mkdir(parents=True, exist_ok=True)
-            h, w = drawn.shape[:2]
-            writer = cv2.VideoWriter(
-                str(self.output / "overlays" / f"{item.path.stem}.mp4"),
-                cv2.VideoWriter_fourcc(*"mp4v"),
-                _video_fps(item.path),
-                (w, h),
-            )
-            self._videos[item.path] = writer
-        writer.write(cv2.cvtColor(drawn, cv2.COLOR_RGB2BGR))
+            orientation = exif_orientation(item.path)
+            if orientation not in (None, 1):
+                img = apply_orientation(img, orientation)
+                rec["exif_orientation"] = orientation
+                click.echo(f"note: {item.display}: EXIF orientation {orientation} applied "
+                           "(poses are in the upright image; --ignore-exif-orientation keeps stored pixels)", err=True)
+        rec["height"], rec["width"] = int(img.shape[0]), int(img.shape[1])
+        self._batch.append((item, img, rec))
+        if len(self._batch) >= self.batch_size:
+            self.flush()
 
-    def close(self) -> Path:
-        self.frames_log.close()
-        for w in self._videos.values():
-            w.release()
-        self._videos.clear()
-        from ..weights import atomic_write
+    def video(self, item: InputItem) -> None:
+        """All frames of a video / stream, batched; its overlay video is finished at the end. A
+        video that fails midway is one failure (its frames so far stay in results.jsonl; --resume
+        redoes it)."""
+        self.flush()
+        self.log.forget_video(item)
+        frames = 0
+        base = item.path.name if item.path is not None else item.key
+        try:
+            cap, fps, _ = open_video(item.path if item.path is not None else item.source)
+            for k, frame in iter_frames(cap, self.max_frames):
+                key = f"{item.key}#{k}"
+                image_id = self.annotations.get(key, self.annotations.get(f"{base}#{k}", key))
+                rec = {"key": key, "image_id": image_id, "file": item.display, "frame": k, "video": item.key,
+                       "height": int(frame.shape[0]), "width": int(frame.shape[1])}
+                self._batch.append((item, frame, rec))
+                frames += 1
+                if len(self._batch) >= self.batch_size:
+                    self._flush_frames(item, fps)
+            self._flush_frames(item, fps)
+        except Exception as exc:  # noqa: BLE001 - any failure is this video's: the other inputs go on
+            self._batch.clear()
+            self.overlays.abort()
+            text = str(exc) if isinstance(exc, (OSError, ValueError)) else f"{type(exc).__name__}: {exc}"
+            self.fail(item, text if item.display in text else f"{item.display}: {text}")
+            return
+        overlay = self.overlays.end_video(item)
+        self.log.append({"video_done": item.key, "file": item.display, "frames": frames, "overlay": overlay})
 
-        def write(tmp: str) -> None:
-            with open(tmp, "w") as f:
-                json.dump(self.results, f)
-
-        return atomic_write(self.output / "results.json", write)
+    def _flush_frames(self, item: InputItem, fps: float) -> None:
+        if not self._batch:
+            return
+        batch, self._batch = self._batch, []
+        poses_list = self.predict([b[1] for b in batch])
+        for (_, frame, rec), poses in zip(batch, poses_list):
+            ids = None
+            if self.frames_log is not None:  # tracked / smoothed, OUTPUT/<video>.frames.jsonl
+                video = item.path if item.path is not None else Path(str(item.key))
+                poses, ids = self.frames_log.add(video, rec["frame"], fps, poses, rec["image_id"])
+            rec["overlay"] = self.overlays.frame(item, frame, poses, fps, track_ids=ids)
+            rec["poses"] = poses.to_coco(rec["image_id"])
+            if ids is not None:
+                for entry, tid in zip(rec["poses"], ids):
+                    entry["track_id"] = int(tid) if tid >= 0 else None
+            self.log.append(rec)
+            self.done += 1
+            self.bar.update(1)
 
 
 @click.command("run", cls=HeadHelpCommand)
 @click.option("--head", "head", default=None,
-              help="Registered head (installed ones are listed below); with --model: from the file.")
+              help="Registered head (installed ones are listed below); default: what --weights says.")
 @click.option("--backbone", "backbone", default=None,
-              help="Registered backbone (`bupose list backbones`); with --model: from the file.")
+              help="Registered backbone (`bupose list backbones`); default: what --weights says.")
 @click.option("--backend", "backend", type=click.Choice(["torch", "onnxruntime"]), default="torch", show_default=True,
               help="Run the network in PyTorch (--weights) or in onnxruntime (--model FILE.onnx from `bupose export`).")
 @click.option("--model", "onnx_model", type=click.Path(dir_okay=False), default=None,
@@ -362,10 +532,10 @@ class _Writer:
               help="Short for --option rescore_weights=FILE (heads with that option, e.g. DEKR's rescoring net).")
 @click.option("--layout", "layout", default=None, help="Keypoint layout (default: from the checkpoint, else the head's first).")
 @click.option("--annotations", "annotations", type=click.Path(dir_okay=False, exists=True), default=None,
-              help="COCO json whose image ids are used for inputs named in it.")
-@click.option("--output", "-o", "output", type=click.Path(file_okay=False), required=True, help="Output folder.")
+              help="COCO json whose image ids are used for inputs named in it (a dataset given as INPUT needs none).")
+@click.option("--output", "-o", "--out", "output", type=click.Path(file_okay=False), required=True, help="Output folder.")
 @click.option("--batch-size", "batch_size", type=click.IntRange(min=1), default=1, show_default=True)
-@click.option("--device", "device", default="cpu", show_default=True, help="cpu, cuda or cuda:N.")
+@click.option("--device", "device", default="auto", show_default=True, help=DEVICE_HELP)
 @click.option("--flip/--no-flip", "flip", default=None,
               help="Short for --option flip=true/false (heads with a flip test; default: the head's).")
 @click.option("--scales", "scales", default=None,
@@ -379,9 +549,20 @@ class _Writer:
 @click.option("--trust-checkpoint", "trust", is_flag=True,
               help="Allow arbitrary pickled objects in the checkpoint (only for files you trust).")
 @click.option("--overlays/--no-overlays", "overlays", default=True, show_default=True,
-              help="Write overlay images/videos under OUTPUT/overlays.")
-@click.option("--vis-threshold", "vis_threshold", type=float, default=0.0, show_default=True,
-              help="Person score below which overlays skip a pose.")
+              help="Write overlay images/videos under OUTPUT/overlays (and OUTPUT/index.html).")
+@click.option("--vis-threshold", "--overlay-threshold", "vis_threshold", type=float, default=None,
+              help="Person score from which overlays draw a pose (default: the head's own; docs/run.md lists them).")
+@click.option("--score-threshold", "score_threshold", type=float, default=None,
+              help="Keep only poses scoring at least this in results.json (default: every candidate, as evaluation wants).")
+@click.option("--recursive", "-r", "recursive", is_flag=True, help="Look for images and videos in sub-folders too.")
+@click.option("--resume", "resume", is_flag=True,
+              help="Keep the images OUTPUT/results.jsonl already holds and do the rest (else they are replaced).")
+@click.option("--exif-orientation/--ignore-exif-orientation", "exif", default=True, show_default=True,
+              help="Turn photos upright as their EXIF orientation says (never for dataset images).")
+@click.option("--video-format", "video_format", type=click.Choice(["mp4", "webm"]), default="mp4", show_default=True,
+              help="Overlay videos: mp4 (H.264 when OpenCV has it, else mp4v) or webm (VP9, plays in browsers).")
+@click.option("--max-frames", "max_frames", type=click.IntRange(min=1), default=None,
+              help="At most N frames per video / webcam / stream (a webcam otherwise runs until Ctrl-C).")
 @click.option("--option", "pipeline_options", multiple=True, metavar="KEY=VALUE",
               help="Test-time option of the head (repeatable); `bupose run --head H --help` lists H's.")
 @click.option("--max-image-pixels", "max_image_pixels", type=click.IntRange(min=1), default=None,
@@ -402,8 +583,8 @@ class _Writer:
               help="1-euro cut-off of the speed estimate, Hz.")
 @click.argument("inputs", nargs=-1, required=True)
 def run_command(
-    head: str,
-    backbone: str,
+    head: str | None,
+    backbone: str | None,
     weights: str | None,
     rescore_weights: str | None,
     layout: str | None,
@@ -417,10 +598,16 @@ def run_command(
     input_size: int | None,
     trust: bool,
     overlays: bool,
-    vis_threshold: float,
+    vis_threshold: float | None,
     inputs: tuple[str, ...],
     pipeline_options: tuple[str, ...] = (),
     grouper: str | None = None,
+    score_threshold: float | None = None,
+    recursive: bool = False,
+    resume: bool = False,
+    exif: bool = True,
+    video_format: str = "mp4",
+    max_frames: int | None = None,
     max_image_pixels: int | None = None,
     backend: str = "torch",
     onnx_model: str | None = None,
@@ -432,62 +619,88 @@ def run_command(
     smooth_d_cutoff: float = 1.0,
     track_score: float | None = None,
 ) -> None:
-    """Estimate poses on INPUT images, folders and videos; write OUTPUT/results.json (+ overlays)."""
-    import torch
+    """Estimate poses on INPUTS (images, folders, globs, COCO-format datasets, videos, webcam
+    indices, stream URLs); write OUTPUT/results.json, results.jsonl, overlays and index.html."""
     from tqdm import tqdm
 
-    from ..export import ExportError, load_onnx_estimator
+    from ..export import ExportError
     from ..grouping import GroupingError, resolve_grouper
     from ..inference import Checkpoint, load_model
     from ..options import OptionError
     from ..plugins import get_registry
+    from ..video import VideoFrameLog
+    from ..weights import CheckpointError
     from . import BuposeError
+    from ._device import resolve_device
+    from ._run_output import OverlayWriter, ResultsLog, write_final, write_index_html
 
     registry = get_registry()
     video = _video_settings(track, tracker, smooth, smooth_min_cutoff, smooth_beta, smooth_d_cutoff, track_score)
-    if backend == "onnxruntime" or onnx_model is not None:
+    onnx = backend == "onnxruntime" or onnx_model is not None
+    if onnx:
         head, backbone, layout = _onnx_target(backend, onnx_model, head, backbone, layout, weights)
-    elif head is None or backbone is None:
-        raise BuposeError("--head and --backbone are required (or --backend onnxruntime --model FILE.onnx)")
-    head_spec = registry.get("heads", head)
-    registry.get("backbones", backbone)
-    aliases = {"flip": flip, "scales": scales, "amp": amp, "input_size": input_size, "rescore_weights": rescore_weights}
-    options, passthrough = head_options(head_spec, pipeline_options, aliases)
-    if onnx_model is not None:
+        assert onnx_model is not None
         weights = onnx_model  # the network's weights are inside the ONNX file
+    if head is not None:
+        registry.get("heads", head)
+    if backbone is not None:
+        registry.get("backbones", backbone)
     if weights is None:
-        raise BuposeError(_weights_hint(registry, head))
+        raise BuposeError(_weights_hint(registry, head) if head else
+                          "--weights FILE is required (a bupose .safetensors or an official checkpoint; "
+                          "see `bupose list weights`)")
     if not os.path.isfile(weights):
         raise BuposeError(f"--weights {weights}: file not found")
-    if device.startswith("cuda") and not torch.cuda.is_available():
-        raise BuposeError(f"--device {device}: CUDA is not available in this PyTorch build/machine")
-    items, problems = collect_inputs(inputs)
+    dev, dev_note = resolve_device(device)
+    out_dir = Path(output)
+    gt_ids = _gt_ids(annotations) if annotations else {}
+    items, problems, skipped = collect_inputs(
+        inputs, recursive=recursive, exclude=out_dir / "overlays", annotations=gt_ids
+    )
     if not items:
-        raise BuposeError("; ".join(problems) if problems else "no readable inputs were given")
+        raise BuposeError("; ".join([*problems, *skipped]) if problems or skipped else "no readable inputs were given")
+    for msg in skipped:
+        click.echo(f"skipped: {msg}", err=True)
     for msg in problems:
-        click.echo(f"warning: {msg}; skipped", err=True)
+        click.echo(f"error: {msg}", err=True)
     try:
         check_output_dir(output, "--output")  # before any work
         set_max_image_pixels(max_image_pixels)
         image_pixel_limit()  # a bad BUPOSE_MAX_IMAGE_PIXELS is one error now, not one per image
     except ValueError as exc:
         raise BuposeError(str(exc)) from None
-    gt_ids = _gt_ids(annotations) if annotations else {}
-    checkpoint = None if onnx_model else Checkpoint.read(weights, trust=trust)  # read once, for layout and model
+    checkpoint = None
+    if not onnx:
+        try:
+            checkpoint = Checkpoint.read(weights, trust=trust)  # read and recognised once: names, layout, model
+        except CheckpointError as exc:
+            raise BuposeError(str(exc)) from None
+        head, backbone, inferred = infer_model(checkpoint, head, backbone, registry)
+        if inferred:
+            click.echo(inferred, err=True)
+    assert head is not None and backbone is not None
+    head_spec = registry.get("heads", head)
+    registry.get("backbones", backbone)
+    aliases = {"flip": flip, "scales": scales, "amp": amp, "input_size": input_size, "rescore_weights": rescore_weights}
+    options, passthrough = head_options(head_spec, pipeline_options, aliases)
     if layout is None and checkpoint is not None:
         layout = checkpoint.layout(registry)
+    click.echo(f"loading {head} + {backbone} from {weights} on {dev_note} ...", err=True)
+    t0 = time.perf_counter()
     try:
         resolve_grouper(head_spec, grouper, layout or head_spec.layouts[0], registry=registry)
-        if onnx_model is not None:
-            estimator = load_onnx_estimator(onnx_model, device=device, options=options, grouper=grouper, **passthrough)
+        if onnx:
+            from ..export import load_onnx_estimator
+
+            estimator = load_onnx_estimator(weights, device=dev, options=options, grouper=grouper, **passthrough)
         else:
             estimator = load_model(
-                head, backbone, weights, layout=layout, device=device, trust=trust, options=options,
+                head, backbone, weights, layout=layout, device=dev, trust=trust, options=options,
                 grouper=grouper, checkpoint=checkpoint, **passthrough,
             )  # fmt: skip
     except ExportError as exc:
         raise BuposeError(str(exc)) from None
-    except (OptionError, GroupingError) as exc:
+    except (OptionError, GroupingError, CheckpointError) as exc:
         raise BuposeError(str(exc)) from exc
     except TypeError as exc:
         if passthrough:
@@ -495,50 +708,73 @@ def run_command(
                 f"--option {', '.join(sorted(passthrough))}: not accepted by head {head!r}: {exc}"
             ) from exc
         raise
-    pipeline = estimator.pipeline
+    click.echo(f"model ready in {time.perf_counter() - t0:.1f} s", err=True)
     estimator.model.eval()
-    out_dir = Path(output)
+    layout_name = estimator.model.layout.name
+    vis = overlay_threshold(head_spec) if vis_threshold is None else vis_threshold
+
     out_dir.mkdir(parents=True, exist_ok=True)
-    writer = _Writer(out_dir, estimator.model.layout.name, overlays, vis_threshold, video)
+    _clean_stale(out_dir)
+    from ..options import options_as_dict
 
-    def frames() -> Iterator[tuple[Any, np.ndarray, InputItem, int | None]]:
-        for item in items:
-            try:
-                if item.kind == "image":
-                    img = read_image(item.path)
-                    yield gt_ids.get(item.path.name, item.path.name), img, item, None
+    header = {
+        "head": head, "backbone": backbone, "layout": layout_name, "weights": os.path.abspath(weights),
+        "weights_bytes": os.path.getsize(weights), "grouper": grouper,
+        "options": {**(options_as_dict(options) if options is not None else {}), **passthrough},
+    }  # fmt: skip
+    try:
+        log = ResultsLog(out_dir, resume=resume, header=header)
+    except ValueError as exc:
+        raise BuposeError(str(exc)) from None
+    if log.replaced:
+        click.echo(f"note: {out_dir / 'results.jsonl'} held {log.replaced} line(s) of an earlier run; "
+                   "replaced (--resume keeps them)", err=True)
+    writer = OverlayWriter(out_dir, layout_name, vis, enabled=overlays, video_format=video_format)
+    todo = [it for it in items if not (resume and log.done(it))]
+    if resume:
+        click.echo(f"--resume: {len(items) - len(todo)} input(s) already done in {log.path}", err=True)
+    total: int | None = 0
+    for it in todo:
+        n = 1 if it.kind == "image" else _frame_count(it, max_frames)
+        total = None if (total is None or n is None) else total + n
+    interrupted = False
+    previous_term = _sigterm_as_interrupt()
+    with tqdm(total=total, desc="bupose run", unit="img", disable=None, file=sys.stderr, dynamic_ncols=True) as bar:
+        loop = _Run(predict=torch_predictor(estimator.pipeline), log=log, overlays=writer, batch_size=batch_size,
+                    exif=exif, annotations=gt_ids, max_frames=max_frames, bar=bar,
+                    frames_log=VideoFrameLog(out_dir, layout_name, video) if video.track else None)
+        try:
+            for it in todo:
+                if it.kind == "image":
+                    loop.image(it)
                 else:
-                    for k, frame in iter_frames(item.path):
-                        name = f"{item.path.name}#{k}"
-                        yield gt_ids.get(name, name), frame, item, k
-            except (OSError, ValueError) as exc:
-                problems.append(str(exc))
-                click.echo(f"warning: {exc}; skipped", err=True)
-
-    done = 0
-    batch: list[tuple[Any, np.ndarray, InputItem, int | None]] = []
-
-    def flush() -> None:
-        nonlocal done
-        if not batch:
-            return
-        with torch.inference_mode():
-            poses = pipeline.predict_batch([b[1] for b in batch])
-        for (image_id, img, item, frame), p in zip(batch, poses):
-            writer.add(image_id, p, img, item, frame)
-        done += len(batch)
-        bar.update(len(batch))
-        batch.clear()
-
-    with tqdm(desc="bupose run", unit="img", disable=None, file=sys.stderr) as bar:
-        for entry in frames():
-            batch.append(entry)
-            if len(batch) >= batch_size:
-                flush()
-        flush()
-    path = writer.close()
-    click.echo(f"{done} image(s), {len(writer.results)} pose(s) -> {path}")
-    if done == 0:
-        raise BuposeError("no input could be read")
-    if problems:
-        raise BuposeError(f"{len(problems)} input problem(s) reported above; the other inputs' results are in {path}")
+                    loop.video(it)
+            loop.flush()
+        except KeyboardInterrupt:
+            interrupted = True
+            writer.abort()
+        finally:
+            _restore_sigterm(previous_term)
+    log.close()
+    if loop.frames_log is not None:
+        loop.frames_log.close()
+    path, n_poses, images = write_final(out_dir, items, log, score_threshold)
+    failures = dict(loop.failures)
+    for msg in problems:
+        failures[msg.split(":", 1)[0]] = msg
+    index = None
+    if overlays:
+        index = write_index_html(out_dir, images, failures, vis_threshold=vis,
+                                 title=f"bupose run: {head} + {backbone} ({Path(weights).name})")
+    n_images = sum(1 for im in images if not im.get("video"))
+    kept = f" (score >= {score_threshold:g})" if score_threshold is not None else ""
+    now = f" ({loop.done} done in this run)" if loop.done != n_images else ""
+    click.echo(f"{n_images} image(s), {n_poses} pose(s){kept} -> {path}{now}")
+    click.echo(f"device: {dev_note}; overlays draw poses scoring >= {vis:g}"
+               + (f"; contact sheet: {index}" if index else ""), err=True)
+    if interrupted:
+        click.echo(f"interrupted: {loop.done} image(s) of this run are saved; "
+                   "rerun the same command with --resume to do the rest", err=True)
+        raise click.exceptions.Exit(130)
+    if failures:
+        raise BuposeError(f"{len(failures)} input(s) failed (named above); the others are in {path}")

@@ -35,6 +35,35 @@ def _config_from_cli(config: str | None, flags: dict[str, Any], sets: tuple[str,
         raise BuposeError(str(exc)) from None
 
 
+def check_images(datasets: list[tuple[str, Any]], sample: str) -> str:
+    """Read (decode) the image files of ``datasets`` (``(key, dataset)`` pairs): every one for
+    ``sample == "all"``, else the first, the last and up to 48 spread evenly between them; ``"none"``
+    skips it. Raises :class:`BuposeError` naming the first missing / unreadable file; returns a
+    summary line."""
+    from ..data.dataset import DatasetError
+
+    if sample == "none":
+        return "images: not checked (--check-images none)"
+    checked = 0
+    for key, dataset in datasets:
+        n = len(dataset)
+        if n == 0:
+            raise BuposeError(f"config: {key}: the dataset has no images")
+        if sample == "all" or n <= 50:
+            idx = list(range(n))
+        else:
+            idx = sorted({0, n - 1, *(round(i * (n - 1) / 49) for i in range(50))})
+        for i in idx:
+            try:
+                dataset.load_image(i)
+            except DatasetError as exc:
+                raise BuposeError(f"config: {key}: {exc}") from None
+        checked += len(idx)
+    total = sum(len(d) for _, d in datasets)
+    how = "all" if checked == total else f"a sample of {checked} of {total} (--check-images all reads every one)"
+    return f"images: {how} read and decoded"
+
+
 def _spawn_torchrun(nproc: int, argv: list[str]) -> None:
     """Re-run this command under ``python -m torch.distributed.run`` with ``nproc`` processes."""
     cmd = [
@@ -55,15 +84,17 @@ def _spawn_torchrun(nproc: int, argv: list[str]) -> None:
 @click.option("--layout", help="Keypoint layout (default: the dataset's).")
 @click.option("--config", "config", type=click.Path(dir_okay=False), help="Settings file (.json, .toml, .yaml).")
 @click.option("--set", "sets", multiple=True, metavar="KEY=VALUE", help="Override one setting (repeatable).")
-@click.option("--out", help="Run folder: checkpoints, logs, config, exported weights.")
-@click.option("--device", help="cpu, cuda, cuda:1 or auto (default).")
+@click.option("--out", "--output", "-o", "out", help="Run folder: checkpoints, logs, config, exported weights.")
+@click.option("--device", help="auto (default: cuda when available, else cpu), cpu, cuda or cuda:N.")
 @click.option("--resume", is_flag=True, help="Continue the run in --out from its last checkpoint.")
 @click.option("--nproc", type=int, default=1, show_default=True, help="Processes on this machine (torchrun).")
-@click.option("--check", is_flag=True, help="Check the configuration and exit without training.")
+@click.option("--check", is_flag=True, help="Check the configuration, device and images, and exit without training.")
+@click.option("--check-images", "check_images_mode", type=click.Choice(["sample", "all", "none"]), default="sample",
+              show_default=True, help="Image files read before training: about 50 spread over each dataset, all, or none.")
 def train_command(
     head: str | None, backbone: str | None, data: str | None, val_data: str | None, layout: str | None,
     config: str | None, sets: tuple[str, ...], out: str | None, device: str | None, resume: bool,
-    nproc: int, check: bool,
+    nproc: int, check: bool, check_images_mode: str = "sample",
 ) -> None:
     """Train HEAD on BACKBONE. Settings: defaults < --config FILE < flags < --set key=value.
 
@@ -81,11 +112,18 @@ def train_command(
     cfg = _config_from_cli(config, flags, sets, resume)
     is_worker = "WORLD_SIZE" in os.environ
     try:
-        check_config(cfg)
+        plan = check_config(cfg)
     except ConfigError as exc:
         raise BuposeError(str(exc)) from None
+    from ._device import resolve_device
+
+    _, device_note = resolve_device(cfg.device)  # one rule with run/eval: auto, and a clear line for absent CUDA
+    images_note = ""
+    if not is_worker or int(os.environ.get("RANK", "0")) == 0:
+        sets_ = [("data", plan.train_set)] + ([("val_data", plan.val_set)] if plan.val_set is not None else [])
+        images_note = check_images(sets_, check_images_mode)
     if check:
-        click.echo("configuration OK")
+        click.echo(f"configuration OK; device: {device_note}; {images_note}")
         return
     if nproc < 1:
         raise BuposeError("--nproc must be >= 1")
