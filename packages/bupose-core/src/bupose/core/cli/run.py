@@ -742,7 +742,7 @@ def run_command(
     with tqdm(total=total, desc="bupose run", unit="img", disable=None, file=sys.stderr, dynamic_ncols=True) as bar:
         loop = _Run(predict=torch_predictor(estimator.pipeline), log=log, overlays=writer, batch_size=batch_size,
                     exif=exif, annotations=gt_ids, max_frames=max_frames, bar=bar,
-                    frames_log=VideoFrameLog(out_dir, layout_name, video) if video.track else None)
+                    frames_log=VideoFrameLog(out_dir, layout_name, video))
         try:
             for it in todo:
                 if it.kind == "image":
