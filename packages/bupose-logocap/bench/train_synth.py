@@ -83,7 +83,7 @@ def main() -> None:
     if (out / "run" / "final.safetensors").exists():
         raise SystemExit(f"{out} already holds a run; choose another OUT or delete it")
     train, val = out / "train", out / "val"
-    kind = ["--overlap"] if a.overlap else ["--difficulty", "easy"]
+    kind = ["--difficulty", "overlap" if a.overlap else "easy"]
     t0 = time.time()
     run("data", "synth", "--images", str(a.train_images), "--size", str(a.size), *kind, "--out", str(train))
     run("data", "synth", "--images", str(a.val_images), "--size", str(a.size), *kind, "--seed", "1",
