@@ -1,7 +1,7 @@
 """Train LOGO-CAP on synthetic scenes on the CPU and report AP on held-out scenes (issue 11's
 acceptance run; not a unit test: it takes tens of minutes on a shared 2-core machine).
 
-    python packages/bupose-logocap/bench/train_synth.py OUT [--steps 600] [--train-images 400] ...
+    python packages/bupose-logocap/bench/train_synth.py OUT [--steps 400] [--train-images 400] ...
     nox -s logocap_synth -- OUT [options]
 
 Synthetic COCO-17 scenes from ``bupose data synth --difficulty easy`` (128 px; ``--overlap`` for
@@ -67,7 +67,7 @@ def settings_for(a: argparse.Namespace) -> dict[str, Any]:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("out", type=Path)
-    ap.add_argument("--steps", type=int, default=600)
+    ap.add_argument("--steps", type=int, default=400)
     ap.add_argument("--train-images", type=int, default=400)
     ap.add_argument("--val-images", type=int, default=100)
     ap.add_argument("--size", type=int, default=128, help="image and network input size")
