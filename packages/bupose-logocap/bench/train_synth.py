@@ -18,7 +18,9 @@ embedding has 32 channels instead of 64, because the official KAM costs ~7 CPU-s
 
 Then ``bupose eval`` on held-out scenes (another seed) with the official decode (flip test, full
 adaptation). Prints AP, wall times, load average and the settings as one JSON line and writes them
-to OUT/summary.json.
+to OUT/summary.json. Measured with these defaults: AP 0.554 (AP50 0.990) on 100 held-out scenes,
+~75 min of training at load average ~10 on 2 cores (~1.3 CPU-s per step); see the package README
+and ``bench/train_synth_result.json``.
 """
 
 from __future__ import annotations
