@@ -80,6 +80,48 @@ def test_easy_difficulty_is_easier(tmp_path: Path) -> None:
     assert np.median([a["num_keypoints"] for a in data["annotations"]]) >= 12
 
 
+def _xyxy(bbox: list[float]) -> np.ndarray:
+    return np.array([bbox[0], bbox[1], bbox[0] + bbox[2], bbox[1] + bbox[3]])
+
+
+def test_overlap_difficulty_is_ochuman_style(tmp_path: Path) -> None:
+    """2-4 people per image, every person's visible box mostly overlapping another's, heavy occlusion."""
+    from bupose.core.data.synth import _box_iou
+
+    path = generate(tmp_path / "o", num_images=30, size=128, seed=0, difficulty="overlap", progress=False)
+    easy = generate(tmp_path / "e", num_images=30, size=128, seed=0, difficulty="easy", progress=False)
+
+    def stats(p: Path) -> tuple[list[int], list[float], float]:
+        data = json.loads(p.read_text())
+        per: dict[int, list[dict]] = {}
+        for a in data["annotations"]:
+            assert a["iscrowd"] == 0
+            per.setdefault(a["image_id"], []).append(a)
+        ious, occluded, labelled = [], 0, 0
+        for anns in per.values():
+            boxes = [_xyxy(a["bbox"]) for a in anns]
+            for i, b in enumerate(boxes):
+                ious.append(max([_box_iou(b, c) for j, c in enumerate(boxes) if j != i], default=0.0))
+            for a in anns:
+                v = np.asarray(a["keypoints"]).reshape(17, 3)[:, 2]
+                occluded += int((v == 1).sum())
+                labelled += int((v > 0).sum())
+        return [len(v) for v in per.values()], ious, occluded / labelled
+
+    counts, ious, occ = stats(path)
+    _, easy_ious, easy_occ = stats(easy)
+    assert min(counts) >= 2 and max(counts) <= 4 and len(counts) == 30
+    assert np.mean(np.asarray(ious) >= 0.5) >= 0.6  # OCHuman's rule holds for most people (visible boxes)
+    assert np.mean(ious) > 3 * max(np.mean(easy_ious), 0.05)
+    assert occ > 0.15 and occ > 3 * easy_occ
+    res = CliRunner().invoke(
+        build_cli(), ["data", "synth", "--overlap", "--images", "2", "--size", "64", "--out", str(tmp_path / "c")]
+    )
+    assert res.exit_code == 0, res.output
+    info = json.loads((tmp_path / "c" / "annotations.json").read_text())["info"]
+    assert info["difficulty"] == "overlap"
+
+
 def test_left_and_right_limbs_have_distinct_hues() -> None:
     """The learnability cue: the left forearm is drawn warm, the right one cool."""
     import cv2

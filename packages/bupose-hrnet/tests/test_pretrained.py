@@ -148,3 +148,31 @@ def test_w48_converters_on_shapes_only() -> None:
     higher = IMAGENET_W48_HIGHER.convert(sd)
     assert len(higher) == 1752
     assert "stage4.2.fuse_layers.1.0.0.0.weight" not in higher
+
+
+def test_training_backbone_init_reads_an_imagenet_file(tmp_path) -> None:
+    """``init_backbone`` (core's ``load_backbone_weights``) finds the ImageNet converter by the key
+    layout, loads the backbone strictly and leaves the head as built."""
+    from bupose.core.inference import load_backbone_weights
+    from bupose.core.model import Head, PoseModel
+
+    class _Head(Head):
+        def __init__(self) -> None:
+            super().__init__({}, get_registry().get("layouts", "coco17"))
+            self.conv = torch.nn.Conv2d(18, 17, 1)
+
+    torch.manual_seed(0)
+    ref = build_backbone("hrnet_w18").state_dict()
+    assert list(ref) == list(expected_shapes("hrnet_w18"))
+    sd = {k: torch.randn_like(v) if v.is_floating_point() else v + 3 for k, v in ref.items()}
+    sd["classifier.weight"] = torch.zeros(1000, 2048)
+    torch.save(sd, tmp_path / "hrnetv2_w18_imagenet_pretrained.pth")
+    head = _Head()
+    head_before = {k: v.clone() for k, v in head.state_dict().items()}
+    model = PoseModel(build_backbone("hrnet_w18"), head, head_name="x", backbone_name="hrnet_w18",
+                      layout=head.layout)
+    what = load_backbone_weights(model, tmp_path / "hrnetv2_w18_imagenet_pretrained.pth")
+    assert what == "official backbone hrnet_w18_imagenet"
+    own = model.backbone.state_dict()
+    assert all(torch.equal(own[k], sd[k]) for k in own)
+    assert all(torch.equal(v, head_before[k]) for k, v in model.head.state_dict().items())

@@ -147,3 +147,34 @@ def test_head_loss_on_a_collated_batch() -> None:
     assert all(torch.isfinite(v.detach()) for v in losses.values()) and float(losses["kam_loss"].detach()) > 0
     with pytest.raises(TypeError, match="Batch"):
         head.loss(head(feats(images)), batch.targets)
+
+
+def test_upsampled_windows_equal_the_clamped_sampler_on_the_upsampled_map() -> None:
+    """The training path's separable windows read exactly what the decoder's sampler reads,
+    including outside the map and on its last row/column (the sampler's border rules)."""
+    import torch.nn.functional as F
+
+    from bupose.logocap.decode import clamped_bilinear
+    from bupose.logocap.train import upsampled_windows
+
+    torch.manual_seed(0)
+    heat = torch.randn(17, 16, 12, dtype=torch.float64)
+    big = (64, 48)
+    poses = torch.rand(4, 17, 2, dtype=torch.float64) * torch.tensor([70.0, 90.0]) - 10
+    poses[0, 0] = torch.tensor([47.0, 63.0])  # exactly on the last column/row
+    poses[0, 1] = torch.tensor([-30.5, 80.25])  # outside
+    r = 9
+    hr = F.interpolate(heat[None], size=big, mode="bilinear", align_corners=False)[0]
+    g = torch.arange(-r, r + 1, dtype=torch.float64)
+    gy, gx = torch.meshgrid(g, g, indexing="ij")
+    wx = poses[..., 0, None, None] + gx
+    wy = poses[..., 1, None, None] + gy
+    ch = torch.arange(17)[None, :, None, None].expand(4, 17, 2 * r + 1, 2 * r + 1)
+    expected = clamped_bilinear(hr, wx, wy, ch)
+    got = upsampled_windows(heat, poses, big, r)
+    assert got.shape == (4, 17, 2 * r + 1, 2 * r + 1)
+    torch.testing.assert_close(got, expected, rtol=0, atol=1e-12)
+    # gradients flow to the low-resolution heatmaps
+    h = heat.clone().requires_grad_()
+    upsampled_windows(h, poses, big, r).sum().backward()
+    assert h.grad is not None and float(h.grad.abs().sum()) > 0

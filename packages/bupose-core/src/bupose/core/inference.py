@@ -28,7 +28,8 @@ from .specs import GrouperSpec, HeadSpec, WeightsSpec, import_object
 from .weights import CheckpointError, detect_official, load_state_dict_strict, read_checkpoint
 
 __all__ = [
-    "Checkpoint", "Estimator", "GroupingPipeline", "Pipeline", "check_image", "load_model", "load_weights",
+    "Checkpoint", "Estimator", "GroupingPipeline", "Pipeline", "check_image", "load_backbone_weights", "load_model",
+    "load_weights",
 ]  # fmt: skip
 
 
@@ -262,6 +263,73 @@ def _check_official_fits(spec: WeightsSpec, meta: Mapping[str, Any], where: str)
             f"{where}: this official checkpoint ({spec.name}) is for layout {spec.layout}, "
             f"but the model was built with --layout {meta['layout']}: use --layout {spec.layout} (or omit --layout)"
         )
+
+
+def _backbone_spec(raw: Mapping[str, Any], backbone: str, registry: Registry) -> WeightsSpec | None:
+    """The registered ``role="backbone"`` spec recognising ``raw``, one made for ``backbone`` first."""
+    found: list[WeightsSpec] = []
+    for spec in registry.components["weights"].values():
+        assert isinstance(spec, WeightsSpec)
+        if spec.role != "backbone":
+            continue
+        try:
+            if spec.load().detect(raw):
+                found.append(spec)
+        except Exception:  # noqa: BLE001 - a broken converter must not hide the others
+            continue
+    found.sort(key=lambda s: s.backbone != backbone)
+    return found[0] if found else None
+
+
+def load_backbone_weights(
+    model: PoseModel,
+    weights: str | os.PathLike[str],
+    *,
+    registry: Registry | None = None,
+    trust: bool = False,
+) -> str:
+    """Initialise only ``model.backbone`` from a checkpoint, strictly; the head is left as built.
+
+    Accepted: a bupose checkpoint of any head on the same backbone (its ``backbone.*`` entries, e.g.
+    a ``bupose train`` export), a registered official backbone file (``role="backbone"``, e.g. the
+    ImageNet HRNets through bupose-hrnet's converters), a registered official model file of any
+    head (converted, then its ``backbone.*`` entries: e.g. an official DEKR model), or a plain
+    state_dict with ``backbone.*`` keys. Returns what the file was recognised as.
+    """
+    where = os.fspath(weights)
+    checkpoint = Checkpoint.read(weights, trust=trust)
+    raw, meta = checkpoint.raw, checkpoint.meta
+
+    def backbone_part(sd: Mapping[str, Any], what: str) -> dict[str, torch.Tensor]:
+        part = {k[len("backbone."):]: v for k, v in sd.items() if k.startswith("backbone.")}
+        if not part:
+            raise CheckpointError(f"{where}: {what} has no backbone.* entries")
+        return part
+
+    if meta:
+        expected = meta.get("backbone")
+        if expected is not None and expected != model.backbone_name:
+            raise CheckpointError(
+                f"{where}: checkpoint is for backbone {expected!r}, but the model uses {model.backbone_name!r}"
+            )
+        load_state_dict_strict(model.backbone, backbone_part(raw, "the bupose checkpoint"), f"{where} (backbone)")
+        return f"bupose checkpoint ({meta.get('head')} + {expected})"
+    spec = _backbone_spec(raw, model.backbone_name, registry or get_registry())
+    if spec is not None:
+        load_state_dict_strict(model.backbone, spec.load().convert(raw), f"{where} ({spec.name})")
+        return f"official backbone {spec.name}"
+    spec = checkpoint.official(registry)
+    if spec is not None:
+        converted = spec.load().convert(raw)
+        load_state_dict_strict(model.backbone, backbone_part(converted, spec.name), f"{where} ({spec.name}, backbone)")
+        return f"backbone of official model {spec.name}"
+    if all(isinstance(v, torch.Tensor) for v in raw.values()) and any(k.startswith("backbone.") for k in raw):
+        load_state_dict_strict(model.backbone, backbone_part(raw, "the state_dict"), f"{where} (backbone)")
+        return "state_dict backbone.* entries"
+    raise CheckpointError(
+        f"{where}: no backbone weights recognised (expected a bupose checkpoint, a registered official backbone "
+        "or model file, or a state_dict with backbone.* keys)"
+    )
 
 
 def load_model(

@@ -43,6 +43,7 @@ __all__ = [
     "joint_oks",
     "logocap_losses",
     "pose_pool_losses",
+    "upsampled_windows",
 ]
 
 LOSS_FACTORS: dict[str, float] = {"heatmap": 1.0, "offset": 0.01, "kam": 0.01, "refine": 1.0}
@@ -124,6 +125,50 @@ def joint_oks(pred: torch.Tensor, gt: torch.Tensor, area: torch.Tensor, sigmas: 
     var = (2 * torch.as_tensor(sigmas, dtype=pred.dtype, device=pred.device)) ** 2
     d2 = ((pred - gt) ** 2).sum(-1)
     return torch.exp(-d2 / (2 * var * (area + torch.finfo(pred.dtype).eps)))
+
+
+def _sampling_matrix(pos: torch.Tensor, radius: int, length: int, dtype: torch.dtype) -> torch.Tensor:
+    """(M, 2r+1, length) matrix of :func:`clamped_bilinear` along one axis at ``pos + g``, g = −r..r."""
+    g = torch.arange(-radius, radius + 1, device=pos.device, dtype=dtype)
+    x = pos.to(dtype)[:, None] + g  # (M, S)
+    x0f = torch.floor(x).clamp(0, length - 1)
+    x1f = (x0f + 1).clamp(0, length - 1)
+    w0 = (x1f - x).clamp(0, 1)
+    w1 = (x - x0f).clamp(0, 1)
+    m = torch.zeros(*x.shape, length, device=pos.device, dtype=dtype)
+    m.scatter_add_(2, x0f.long()[..., None], w0[..., None])
+    m.scatter_add_(2, x1f.long()[..., None], w1[..., None])
+    return m
+
+
+def _upsample_matrix(size_in: int, size_out: int, device: torch.device, dtype: torch.dtype) -> torch.Tensor:
+    """(size_out, size_in) matrix of 1-D linear up-sampling with ``align_corners=False``."""
+    eye = torch.eye(size_in, device=device, dtype=dtype)[:, None, :]
+    return F.interpolate(eye, size=size_out, mode="linear", align_corners=False)[:, 0, :].T
+
+
+def upsampled_windows(
+    heatmaps: torch.Tensor, poses: torch.Tensor, input_hw: tuple[int, int], radius: int
+) -> torch.Tensor:
+    """(N, J, S, S) windows, S = 2·radius+1, of the (J, h, w) heatmaps bilinearly up-sampled to
+    ``input_hw`` (``align_corners=False``) read by :func:`clamped_bilinear` at ``pose + (dx, dy)``
+    for integer dx, dy in [−radius, radius] (window[n, j, a, b] at x + b − radius, y + a − radius).
+
+    Equal to ``clamped_bilinear(F.interpolate(heatmaps[None], input_hw, ...)[0], x, y, channel)``
+    up to float rounding: both the up-sampling and the sampler are separable linear maps, so the
+    window is ``Ry @ heatmap @ Rxᵀ`` with small (S, h) / (S, w) matrices (far cheaper to train
+    through than a gather over N·J·S² points of the full-resolution map).
+    """
+    j, h, w = heatmaps.shape
+    n = poses.shape[0]
+    big_h, big_w = int(input_hw[0]), int(input_hw[1])
+    dt = heatmaps.dtype
+    uy = _upsample_matrix(h, big_h, heatmaps.device, dt)
+    ux = _upsample_matrix(w, big_w, heatmaps.device, dt)
+    ry = _sampling_matrix(poses[..., 1].reshape(-1), radius, big_h, dt) @ uy  # (N·J, S, h)
+    rx = _sampling_matrix(poses[..., 0].reshape(-1), radius, big_w, dt) @ ux  # (N·J, S, w)
+    maps = heatmaps[None].expand(n, j, h, w).reshape(n * j, h, w)
+    return (ry @ maps @ rx.transpose(1, 2)).reshape(n, j, 2 * radius + 1, 2 * radius + 1)
 
 
 def pose_pool_losses(
@@ -212,11 +257,12 @@ def pose_pool_losses(
         x = vals.permute(1, 4, 0, 2, 3).reshape(n, j * emb.shape[1], k, k)
         kam = head.joints_mlp(x)  # (n, J, k, k), raw
         kam_num = kam_num + (((kam - tgt_kam) ** 2).mean(dim=(2, 3)) * weight).sum()
-        hr = F.interpolate(heat[b : b + 1, :j], size=input_hw, mode="bilinear", align_corners=False)[0]
-        ch = torch.arange(j, device=dev)[None, :, None, None].expand(n, j, size, size)
-        window = clamped_bilinear(hr, wx, wy, ch) * prior
+        window = upsampled_windows(heat[b, :j], pj, input_hw, global_radius) * prior
         kernel = torch.flip(kam.clamp(0, 1), dims=(-2, -1)).reshape(n * j, 1, k, k)
-        resp = F.conv2d(window.reshape(1, n * j, size, size), kernel, padding=k // 2, groups=n * j) / float(k * k)
+        # channels-last: the same sums, ~3x faster forward + backward for this depthwise 11x11 conv on CPU
+        win = window.reshape(1, n * j, size, size).contiguous(memory_format=torch.channels_last)
+        kernel = kernel.contiguous(memory_format=torch.channels_last)
+        resp = F.conv2d(win, kernel, padding=k // 2, groups=n * j).contiguous() / float(k * k)
         resp = resp.reshape(n, j, size, size)
         ref_num = ref_num + (((resp - tgt_ref) ** 2).mean(dim=(2, 3)) * weight).sum()
         count += int((best[idx] >= oks_threshold).sum())

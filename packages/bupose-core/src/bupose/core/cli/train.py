@@ -17,7 +17,7 @@ def _config_from_cli(config: str | None, flags: dict[str, Any], sets: tuple[str,
     """defaults < the stored config of a resumed run < --config FILE < command-line flags < --set."""
     from pathlib import Path
 
-    from ..engine.config import ConfigError, TrainConfig, apply_overrides, load_config
+    from ..engine.config import ConfigError, TrainConfig, _read_file, apply_overrides, load_config
 
     try:
         base = TrainConfig()
@@ -28,7 +28,9 @@ def _config_from_cli(config: str | None, flags: dict[str, Any], sets: tuple[str,
 
             base = TrainConfig.from_dict(json.loads(stored.read_text()), source=str(stored))
         given = {k: v for k, v in flags.items() if v is not None}
-        cfg = load_config(config, (), base=base) if config else base
+        cfg = base
+        if config:  # not validated yet: the flags may give what the file leaves out (--head, --data ...)
+            apply_overrides(cfg, dict(_read_file(Path(config))), source=f"config file {config}")
         apply_overrides(cfg, given, source="command line")
         return load_config(None, sets, base=cfg)
     except ConfigError as exc:

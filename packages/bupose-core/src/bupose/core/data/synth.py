@@ -26,6 +26,9 @@ Difficulty:
   small HRNet on CPU for a few minutes).
 - ``normal`` — 0-9 people from ~12 px (tiny) to 1.2x the image tall, overlaps and occlusions,
   truncation at borders, crowd regions in ~15 % of images, clutter objects, textured backgrounds.
+- ``overlap`` — OCHuman-style: 2-4 people of similar size (0.5x to 0.85x the image tall) standing in
+  one group, each figure's box overlapping another figure's box with IoU >= 0.5 (OCHuman's
+  selection rule), so people occlude each other heavily; no crowd regions or occluding objects.
 
 Image ids are 1..N, files ``images/<id:012d>.png`` (or ``.jpg``). Deterministic for a given
 (seed, layout, size, difficulty, image index).
@@ -47,7 +50,7 @@ import numpy as np
 __all__ = ["DIFFICULTIES", "SYNTH_LAYOUTS", "generate", "render_scene"]
 
 SYNTH_LAYOUTS = ("coco17", "crowdpose14")
-DIFFICULTIES = ("easy", "normal")
+DIFFICULTIES = ("easy", "normal", "overlap")
 
 # body model joints (internal names); COCO / CrowdPose layouts are built from them
 _NAMES = (
@@ -108,7 +111,15 @@ _SETTINGS = {
         height=(0.05, 1.2), min_height_px=12, crowd_prob=0.15, clutter=(1, 6), occluders=(0, 2),
         lean_deg=15, spread=0.35, background_contrast=0.6, noise=5.0,
     ),
+    "overlap": _Settings(
+        people=(2, 4), people_p=(0.5, 0.35, 0.15), height=(0.5, 0.85), min_height_px=48,
+        crowd_prob=0.0, clutter=(0, 2), occluders=(0, 0), lean_deg=8, spread=0.05,
+        background_contrast=0.45, noise=3.0,
+    ),
 }  # fmt: skip
+
+OVERLAP_MIN_IOU = 0.5
+"""``overlap`` scenes: every figure's full box (before occlusion) has IoU >= this with another's."""
 
 
 def _rot(v: np.ndarray, deg: float) -> np.ndarray:
@@ -356,6 +367,49 @@ def _crowd_index(keypoints: list[np.ndarray], boxes: list[tuple[float, float, fl
     return float(min(1.0, np.mean(total))) if total else 0.0
 
 
+def _box_iou(a: np.ndarray, b: np.ndarray) -> float:
+    """IoU of two (x0, y0, x1, y1) boxes."""
+    iw = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
+    ih = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
+    inter = iw * ih
+    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
+    return inter / union if union > 0 else 0.0
+
+
+def _full_box(pts: np.ndarray) -> np.ndarray:
+    return np.array([pts[:, 0].min(), pts[:, 1].min(), pts[:, 0].max(), pts[:, 1].max()])
+
+
+def _overlap_group(
+    rng: np.random.Generator, people: list[tuple[float, np.ndarray, dict[str, float], bool]], size: int
+) -> list[tuple[float, np.ndarray, dict[str, float], bool]]:
+    """Move the figures into one group around the image centre: person k's box centre is a small
+    random step from an earlier person's, shrunk until its box IoU with that person's is at least
+    :data:`OVERLAP_MIN_IOU`."""
+    out = []
+    centre = np.array([size / 2, size / 2]) + rng.uniform(-0.1, 0.1, 2) * size
+    for k, (h, pts, info, ff) in enumerate(people):
+        box = _full_box(pts)
+        mid = np.array([(box[0] + box[2]) / 2, (box[1] + box[3]) / 2])
+        if k == 0:
+            target = centre
+        else:
+            anchor_box = _full_box(out[int(rng.integers(0, k))][1])
+            anchor = np.array([(anchor_box[0] + anchor_box[2]) / 2, (anchor_box[1] + anchor_box[3]) / 2])
+            step = np.array([rng.choice([-1.0, 1.0]) * rng.uniform(0.1, 0.3) * (box[2] - box[0] + box[3] - box[1]) / 2,
+                             rng.uniform(-0.08, 0.08) * (box[3] - box[1])])
+            for _ in range(20):
+                moved = box + np.tile(anchor + step - mid, 2)
+                if _box_iou(moved, anchor_box) >= OVERLAP_MIN_IOU:
+                    break
+                step *= 0.7
+            else:
+                step = np.zeros(2)
+            target = anchor + step
+        out.append((h, pts + (target - mid), info, ff))
+    return out
+
+
 def render_scene(
     seed: int | tuple[int, ...] | np.random.Generator,
     layout: str = "coco17",
@@ -410,6 +464,8 @@ def render_scene(
             centre_x = (slots[k] + 0.5) * size / len(people)
             dx = centre_x - (pts[:, 0].min() + pts[:, 0].max()) / 2
             people[k] = (h, pts + np.array([dx, 0.0]), info, ff)
+    if difficulty == "overlap" and people:
+        people = _overlap_group(rng, people, size)
     # draw far (small) people first so larger ones occlude them, with some randomness
     order = sorted(range(len(people)), key=lambda k: people[k][0] * rng.uniform(0.7, 1.3))
     occluder_id = len(people) + 1

@@ -83,6 +83,10 @@ def check_config(cfg: TrainConfig, *, registry: Registry | None = None) -> Train
         raise ConfigError(f"config: head {cfg.head!r} declares no codec, so it cannot be trained")
     if cfg.init_weights is not None and not Path(cfg.init_weights).is_file():
         raise ConfigError(f"config: init_weights {cfg.init_weights} not found")
+    if cfg.init_backbone is not None and not Path(cfg.init_backbone).is_file():
+        raise ConfigError(f"config: init_backbone {cfg.init_backbone} not found")
+    if cfg.init_weights is not None and cfg.init_backbone is not None:
+        raise ConfigError("config: set init_weights (whole model) or init_backbone (backbone only), not both")
 
     train_set = _open_dataset(cfg.data, "data", cfg.layout)
     layout = train_set.layout.name
@@ -164,6 +168,10 @@ def _make_model(cfg: TrainConfig, layout: str) -> PoseModel:
         from ..inference import load_weights
 
         load_weights(model, cfg.init_weights)
+    if cfg.init_backbone is not None:
+        from ..inference import load_backbone_weights
+
+        load_backbone_weights(model, cfg.init_backbone)
     return model
 
 

@@ -40,6 +40,9 @@ class TrainConfig:
     ``param_groups`` lists optimiser rules ``{"prefix": "backbone.", "lr_scale": 0.1, "weight_decay":
     null, "frozen": false, "freeze_bn": false}`` over the model's parameter names, applied before the
     head's own ``param_group_rules()`` (first match wins).
+    ``init_weights`` initialises the whole model from a checkpoint of the same head and backbone;
+    ``init_backbone`` only the backbone (a bupose checkpoint of any head on this backbone, an
+    official backbone file such as the ImageNet HRNets, or an official model file of any head).
     ``time_limit_s`` stops training early (checkpoint and export as usual) once the loop has run
     that long; a run that stops this way is not reproducible step for step.
     """
@@ -85,6 +88,7 @@ class TrainConfig:
     pipeline_kwargs: dict[str, Any] = field(default_factory=dict)
     param_groups: list[dict[str, Any]] | None = None
     init_weights: str | None = None
+    init_backbone: str | None = None
     time_limit_s: float | None = None
 
     # ------------------------------------------------------------------ checks
