@@ -62,17 +62,18 @@ def detect_layout(annotations: Any) -> str:
     return "crowdpose14" if counts and counts[0] == 14 else "coco17"
 
 
-def _file_name_ids(results: str) -> str | None:
-    """The first ``image_id`` that is a string (``bupose run`` without ground truth), if any."""
+def _file_name_ids(results: str) -> tuple[int, str] | None:
+    """(entry number from 1, id) of the first ``image_id`` that is a string (``bupose run`` without
+    ground truth), if any."""
     try:
         with open(results, encoding="utf-8") as f:
             data = json.load(f)
     except (OSError, json.JSONDecodeError):
         return None  # the evaluation reports it
     if isinstance(data, list):
-        for e in data:
+        for i, e in enumerate(data, 1):
             if isinstance(e, Mapping) and isinstance(e.get("image_id"), str):
-                return e["image_id"]
+                return i, e["image_id"]
     return None
 
 
@@ -120,7 +121,7 @@ def _results_mode(results: str, annotations: str | None, layout: str | None, out
     bad = _file_name_ids(results)
     if bad is not None:
         raise BuposeError(
-            f"{results}: image_id {bad!r} is a file name, not a ground-truth id; run "
+            f"{results}: result #{bad[0]}: 'image_id' {bad[1]!r} is a file name, not a ground-truth id; run "
             f"`bupose run --annotations GT.json ...` (or give the dataset itself as the input: "
             f"`bupose run ... {data or 'DATASET_SPEC'}`) so the results carry the dataset's ids"
         )

@@ -629,7 +629,6 @@ def run_command(
     from ..options import OptionError
     from ..plugins import get_registry
     from ..video import VideoFrameLog
-    from ..weights import CheckpointError
     from . import BuposeError
     from ._device import resolve_device
     from ._run_output import OverlayWriter, ResultsLog, write_final, write_index_html
@@ -670,11 +669,8 @@ def run_command(
     except ValueError as exc:
         raise BuposeError(str(exc)) from None
     checkpoint = None
-    if not onnx:
-        try:
-            checkpoint = Checkpoint.read(weights, trust=trust)  # read and recognised once: names, layout, model
-        except CheckpointError as exc:
-            raise BuposeError(str(exc)) from None
+    if not onnx:  # a CheckpointError is one line at the top level (a traceback with --debug)
+        checkpoint = Checkpoint.read(weights, trust=trust)  # read and recognised once: names, layout, model
         head, backbone, inferred = infer_model(checkpoint, head, backbone, registry)
         if inferred:
             click.echo(inferred, err=True)
@@ -700,7 +696,7 @@ def run_command(
             )  # fmt: skip
     except ExportError as exc:
         raise BuposeError(str(exc)) from None
-    except (OptionError, GroupingError, CheckpointError) as exc:
+    except (OptionError, GroupingError) as exc:
         raise BuposeError(str(exc)) from exc
     except TypeError as exc:
         if passthrough:
@@ -776,5 +772,7 @@ def run_command(
         click.echo(f"interrupted: {loop.done} image(s) of this run are saved; "
                    "rerun the same command with --resume to do the rest", err=True)
         raise click.exceptions.Exit(130)
+    if failures and n_images == 0:
+        raise BuposeError(f"no input could be read: {len(failures)} input(s) failed (named above)")
     if failures:
         raise BuposeError(f"{len(failures)} input(s) failed (named above); the others are in {path}")
