@@ -1,5 +1,5 @@
 """Inference speed-ups keep DEKR's function: the folded channels_last copy the pipeline runs, the
-grouped offset branches, the reference-op notice, and ``bupose bench --head dekr``."""
+reference-op notice, and ``bupose bench --head dekr``."""
 
 from __future__ import annotations
 
@@ -62,30 +62,6 @@ def _images() -> list[np.ndarray]:
         img[h // 4 : h // 2, w // 3 : w // 2] = 255
         out.append(img)
     return out
-
-
-@pytest.mark.parametrize("impl", ["reference", "cpp"])
-def test_grouped_offset_branches_equal_the_per_joint_loop(
-    model: PoseModel, impl: str, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    if impl not in {c.spec.implementation for c in ops.op_choices("deform_conv2d") if c.available}:
-        pytest.skip(f"deform_conv2d/{impl} is not available here")
-    monkeypatch.setenv("BUPOSE_OPS", impl)
-    ops.clear_op_cache()
-    head = model.head
-    x = torch.randn(2, head.in_channels, 12, 16, generator=torch.Generator().manual_seed(2))
-    try:
-        with torch.no_grad():
-            head.grouped_inference = False
-            ref = head.forward_features(x)
-            head.grouped_inference = True
-            got = head.forward_features(x)
-    finally:
-        head.grouped_inference = type(head).grouped_inference
-        ops.clear_op_cache()
-    assert ref["offset"].abs().max() > 1.0  # the offsets are not trivial
-    for k in ("heatmap", "offset"):
-        torch.testing.assert_close(got[k], ref[k], rtol=1e-5, atol=1e-5 * float(ref[k].abs().max()))
 
 
 def test_optimised_pipeline_gives_the_same_poses(model: PoseModel) -> None:

@@ -11,7 +11,6 @@ from collections.abc import Mapping
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from bupose.core import ops
@@ -29,7 +28,6 @@ __all__ = [
     "TRAIN_DEFAULTS",
     "adapt_offsets",
     "dekr_loss",
-    "grouped_adapt_blocks",
 ]
 
 BN_MOMENTUM = 0.1
@@ -147,79 +145,6 @@ def _transition(inplanes: int, outplanes: int) -> nn.Sequential:
     )
 
 
-_COLUMN_BUDGET = 1 << 24
-"""Most deformable-column elements one grouped adaptive-conv call makes; more joints are chunked."""
-
-
-def _cat(tensors: list[torch.Tensor | None]) -> torch.Tensor | None:
-    return None if any(t is None for t in tensors) else torch.cat(tensors)  # type: ignore[arg-type]
-
-
-def _bn_affine(bns: list[nn.Module]) -> tuple[torch.Tensor, torch.Tensor]:
-    """Eval-mode BatchNorms as one per-channel ``(scale, shift)`` (their channels concatenated)."""
-    mean = torch.cat([b.running_mean for b in bns])
-    var = torch.cat([b.running_var for b in bns])
-    eps = torch.cat([torch.full_like(b.running_var, float(b.eps)) for b in bns])
-    weight = _cat([b.weight for b in bns])
-    bias = _cat([b.bias for b in bns])
-    scale = torch.rsqrt(var + eps)
-    if weight is not None:
-        scale = scale * weight
-    shift = -mean * scale
-    if bias is not None:
-        shift = shift + bias
-    return scale, shift
-
-
-def grouped_adapt_blocks(blocks: list[AdaptBlock], x: torch.Tensor) -> torch.Tensor:
-    """``cat([blocks[j](x_j) for j])`` for eval-mode AdaptBlocks, computed as grouped operations.
-
-    ``x`` (B, J·C, H, W) holds the J blocks' inputs side by side. The blocks' transform and
-    translation convs run as one grouped conv, the sampling offsets of all joints come from one
-    batched product, the deformable convs run as one grouped deformable conv (``groups`` =
-    ``offset_groups`` = J) with each BatchNorm folded into its weights: the same function as the
-    per-joint loop, in a few large operations instead of 8·J small ones.
-    """
-    j = len(blocks)
-    first = blocks[0]
-    n, _, h, w = x.shape
-    tm, tr = first.transform_matrix_conv, first.translation_conv
-    weight = torch.cat([torch.cat([b.transform_matrix_conv.weight, b.translation_conv.weight]) for b in blocks])
-    bias = torch.cat([torch.cat([b.transform_matrix_conv.bias, b.translation_conv.bias]) for b in blocks])
-    if tm.padding != tr.padding or tm.stride != tr.stride or tm.dilation != tr.dilation:
-        raise ValueError("grouped_adapt_blocks: transform and translation convs differ in geometry")
-    tt = F.conv2d(x, weight, bias, tm.stride, tm.padding, tm.dilation, groups=j)
-    # offset(18) = A @ (c0, c1, c2, c3, t_y, t_x) + const: the per-tap M·r − r + t of adapt_offsets.
-    reg = first.regular_matrix.to(tt.dtype)
-    taps = reg.shape[1]
-    a = tt.new_zeros(taps, 2, 6)
-    a[:, 0, 0], a[:, 0, 1], a[:, 0, 4] = reg[0], reg[1], 1
-    a[:, 1, 2], a[:, 1, 3], a[:, 1, 5] = reg[0], reg[1], 1
-    const = -reg.t().reshape(2 * taps, 1)
-    ho, wo = tt.shape[-2:]
-    offset = (torch.matmul(a.view(2 * taps, 6), tt.view(n, j, 6, ho * wo)) + const).view(n, j * 2 * taps, ho, wo)
-    scale, shift = _bn_affine([b.bn for b in blocks])
-    dweight = torch.cat([b.adapt_conv.weight for b in blocks]) * scale.view(-1, 1, 1, 1)
-    conv = first.adapt_conv
-    op = ops.get_op("deform_conv2d", x.device)
-    c = x.shape[1] // j
-    out_c = dweight.shape[0] // j
-    step = max(1, _COLUMN_BUDGET // max(1, n * c * taps * ho * wo))
-    x_in = x.contiguous()
-    parts = []
-    for s in range(0, j, step):
-        e = min(j, s + step)
-        parts.append(
-            op(
-                x_in[:, s * c : e * c], offset[:, s * 2 * taps : e * 2 * taps], dweight[s * out_c : e * out_c],
-                shift[s * out_c : e * out_c], stride=(conv.stride, conv.stride),
-                padding=(conv.padding, conv.padding), dilation=(conv.dilation, conv.dilation),
-            )
-        )
-    out = parts[0] if len(parts) == 1 else torch.cat(parts, dim=1)
-    return torch.relu(out + x)
-
-
 def _smooth_l1(pred: torch.Tensor, gt: torch.Tensor, beta: float = 1.0 / 9) -> torch.Tensor:
     diff = torch.abs(pred - gt)
     return torch.where(diff < beta, 0.5 * diff**2 / beta, diff - 0.5 * beta)
@@ -263,9 +188,6 @@ class DEKRHead(Head):
     """
 
     train_defaults: Mapping[str, Any] = TRAIN_DEFAULTS
-    grouped_inference: bool = True
-    """In eval mode, run the J per-joint offset branches as grouped operations (same function,
-    far fewer calls); set False on an instance to run the per-joint modules one by one."""
 
     def __init__(
         self,
@@ -349,27 +271,12 @@ class DEKRHead(Head):
         """Head outputs for an already-concatenated feature map (B, in_channels, h, w)."""
         heatmap = self.head_heatmap[1](self.head_heatmap[0](self.transition_heatmap(x)))
         offset_feature = self.transition_offset(x)
-        if not self.training and self.grouped_inference:
-            return {"heatmap": heatmap, "offset": self._grouped_offset(offset_feature)}
         c = self.offset_prekpt
         offsets = [
             self.offset_final_layer[j](self.offset_feature_layers[j](offset_feature[:, j * c : (j + 1) * c]))
             for j in range(self.num_joints)
         ]
         return {"heatmap": heatmap, "offset": torch.cat(offsets, dim=1)}
-
-    def _grouped_offset(self, feature: torch.Tensor) -> torch.Tensor:
-        """The offset branch of every joint at once (eval mode): grouped convs, one grouped
-        deformable conv per block, BatchNorms folded; equal to the per-joint loop."""
-        j = self.num_joints
-        x = feature
-        for depth in range(len(self.offset_feature_layers[0])):
-            x = grouped_adapt_blocks([self.offset_feature_layers[i][depth] for i in range(j)], x)
-        final = self.offset_final_layer
-        weight = torch.cat([m.weight for m in final])
-        bias = _cat([m.bias for m in final])
-        f0 = final[0]
-        return F.conv2d(x, weight, bias, f0.stride, f0.padding, f0.dilation, groups=j)
 
     def forward(
         self, features: Mapping[str, torch.Tensor], batch: Batch | None = None
