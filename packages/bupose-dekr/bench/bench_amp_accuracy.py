@@ -72,7 +72,7 @@ def main() -> None:
             px.append(float(np.linalg.norm(ka[m] - kb[i], axis=-1).max()))
             ds.append(abs(float(a.scores[m]) - float(b.scores[i])))
         print(
-            f"{name:<20}{len(a):>6}{len(b):>6}{str(order):>12}{(max(px) if px else 0):>10.3f}"
+            f"{name:<20}{len(a):>6}{len(b):>6}{order!s:>12}{(max(px) if px else 0):>10.3f}"
             f"{(float(np.median(px)) if px else 0):>11.3f}{(max(ds) if ds else 0):>11.2e}"
         )
 

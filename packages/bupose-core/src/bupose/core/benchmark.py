@@ -162,9 +162,8 @@ def peak_memory_reset(device: torch.device) -> None:
         torch.cuda.synchronize(device)
         torch.cuda.reset_peak_memory_stats(device)
         return
-    with contextlib.suppress(OSError):
-        with open("/proc/self/clear_refs", "w") as f:  # "5" resets VmHWM (Linux >= 4.0)
-            f.write("5")
+    with contextlib.suppress(OSError), open("/proc/self/clear_refs", "w") as f:  # "5" resets VmHWM (Linux >= 4.0)
+        f.write("5")
 
 
 def peak_memory_mb(device: torch.device) -> float | None:
