@@ -21,7 +21,6 @@ autocast refuses it there: :mod:`bupose.core.amp`).
 from __future__ import annotations
 
 import contextlib
-import inspect
 import os
 import platform
 import statistics
@@ -149,11 +148,10 @@ class Stopwatch:
 
 
 def _accepts(fn: Callable[..., Any], name: str) -> bool:
-    try:
-        params = inspect.signature(fn).parameters
-    except (TypeError, ValueError):
-        return False
-    return name in params or any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values())
+    """Whether ``fn`` takes keyword ``name`` (the engine's rule for optional collaborator arguments)."""
+    from .engine.data import _accepts as accepts
+
+    return accepts(fn, name)
 
 
 def peak_memory_reset(device: torch.device) -> None:
