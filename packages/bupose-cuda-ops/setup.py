@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import sys
 import traceback
 from pathlib import Path
 
@@ -122,6 +123,12 @@ class SafeBuildExt(_base_build_ext):  # type: ignore[misc, valid-type]
             tmp = path.with_suffix(".json.tmp")
             tmp.write_text(text)
             os.replace(tmp, path)
+        message = missing_cpu_warning(self._bupose_status)
+        if message is not None:
+            # pip shows a build's output only with -v; the same text reaches users at run time
+            # (bupose info, and the pipelines' one-time notice when the reference op runs).
+            line = "=" * 78
+            print(f"\n{line}\n{message}\n{line}\n", file=sys.stderr, flush=True)
 
     def get_outputs(self) -> list[str]:
         built = [] if _build_nothing else super().get_outputs()
@@ -132,6 +139,26 @@ class SafeBuildExt(_base_build_ext):  # type: ignore[misc, valid-type]
             if not status.get(ext.name.rsplit(".", 1)[-1], {}).get("built", True)
         }
         return [*(o for o in built if o not in failed), str(self._status_path())]
+
+
+FIX = (
+    "to get them, reinstall into an environment that already has torch, without build isolation: "
+    "`pip install --no-build-isolation --force-reinstall --no-deps bupose-cuda-ops` (or `-e "
+    "packages/bupose-cuda-ops` in a checkout); `bupose info` shows what is in use"
+)
+
+
+def missing_cpu_warning(status: dict[str, dict[str, object]]) -> str | None:
+    """The install-time warning when the C++ (CPU) extension was not built, else None."""
+    record = status.get("_C", {})
+    if record.get("built"):
+        return None
+    reason = str(record.get("reason") or "not built")
+    return (
+        "WARNING: bupose-cuda-ops installed WITHOUT its compiled C++ kernels "
+        f"({reason}); deformable convolution and attention will run the slow pure-PyTorch reference "
+        f"(several times slower). {FIX}"
+    )
 
 
 _build_nothing = not _ext_modules

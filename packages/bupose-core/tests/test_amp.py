@@ -37,3 +37,11 @@ def test_cpu_with_native_bf16_autocasts(monkeypatch: pytest.MonkeyPatch) -> None
 
 def test_native_check_answers_a_bool() -> None:
     assert isinstance(amp.cpu_has_native_bf16(), bool)
+
+
+def test_emulated_bf16_can_be_forced_for_accuracy_checks(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(amp, "cpu_has_native_bf16", lambda: False)
+    monkeypatch.setenv("BUPOSE_AMP_EMULATED_BF16", "1")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert _dtype_inside(amp.autocast("cpu", True)) == torch.bfloat16

@@ -67,3 +67,23 @@ def test_unknown_op_suggests_package(with_fake_ops) -> None:
 
     with pytest.raises(UnknownComponentError, match="m_add"):
         ops.get_op("m_ad")
+
+
+def test_reference_notice_once_with_the_reason_and_fix(with_fake_ops, monkeypatch: pytest.MonkeyPatch) -> None:
+    import warnings
+
+    monkeypatch.delenv("BUPOSE_OPS", raising=False)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert ops.warn_if_reference("m_add", "cpu") is False  # the compiled cpp one is used: silent
+    with pytest.warns(RuntimeWarning, match="m_add on cuda: using the slow pure-PyTorch reference") as rec:
+        assert ops.warn_if_reference("m_add", "cuda") is True
+    text = str(rec[0].message)
+    assert "cuda: extension failed to build: no compiler" in text and "--no-build-isolation" in text
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert ops.warn_if_reference("m_add", "cuda") is True  # once per process
+        monkeypatch.setenv("BUPOSE_OPS", "reference")
+        ops.clear_op_cache()
+        assert ops.warn_if_reference("m_add", "cpu") is True  # chosen on purpose: no notice
+        assert ops.warn_if_reference("not_an_op", "cpu") is False

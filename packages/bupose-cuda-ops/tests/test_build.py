@@ -68,3 +68,46 @@ def test_failed_cpp_build_installs_and_records_the_reason(tmp_path):
         "reason": "not built: BUPOSE_OPS_NO_CUDA was set at install time",
     }
     assert not list((src / "src").rglob("_C*.so"))
+
+
+def _copy_package(tmp_path: Path) -> Path:
+    src = tmp_path / "pkg"
+    shutil.copytree(
+        PACKAGE_ROOT,
+        src,
+        ignore=shutil.ignore_patterns("tests", "bench", "build", "*.so", "_build_status.json", "*.egg-info"),
+    )
+    return src
+
+
+def test_install_without_torch_warns_with_the_fix(tmp_path):
+    """An isolated build (no torch importable) installs, records why and prints the fix on stderr."""
+    src = _copy_package(tmp_path)
+    # sys.modules["torch"] = None makes `import torch` fail, as in pip's isolated build environment.
+    script = (
+        "import sys; sys.modules['torch'] = None; sys.argv = ['setup.py', '-q', 'build_ext', '--inplace']; "
+        "exec(compile(open('setup.py').read(), 'setup.py', 'exec'))"
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", script], cwd=src, capture_output=True, text=True, timeout=300,
+        env=dict(os.environ, BUPOSE_OPS_NO_CUDA="1"),
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    status = json.loads((src / "src" / "bupose" / "cuda_ops" / "_build_status.json").read_text())
+    assert status["_C"]["built"] is False and "torch was not importable" in status["_C"]["reason"]
+    err = " ".join(proc.stderr.split())
+    assert "WARNING: bupose-cuda-ops installed WITHOUT its compiled C++ kernels" in err
+    assert "torch was not importable at build time" in err
+    assert "pip install --no-build-isolation" in err
+
+
+def test_missing_cpu_warning_text():
+    # Only the function is needed: run its part of setup.py's source, not setup() itself.
+    source = (PACKAGE_ROOT / "setup.py").read_text()
+    namespace: dict = {}
+    exec(source[source.index("FIX = (") : source.index("_build_nothing = not _ext_modules")], namespace)
+    warn = namespace["missing_cpu_warning"]
+    assert warn({"_C": {"built": True, "reason": ""}}) is None
+    text = warn({"_C": {"built": False, "reason": "build failed: no compiler"}})
+    assert "build failed: no compiler" in text and "--no-build-isolation" in text
+    assert "not built" in warn({})

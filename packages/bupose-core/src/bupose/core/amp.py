@@ -4,13 +4,20 @@
 bfloat16 natively (oneDNN reports it: AVX512-BF16 or AMX). On a CPU without it, bfloat16 is emulated
 and was measured 6x slower than float32 (DEKR + HRNet-W32 at 256 px on a 2-core AMD EPYC with AVX2:
 98 s vs 15 s per image), so the request falls back to float32 with one warning instead of silently
-costing that.
+costing that. ``BUPOSE_AMP_EMULATED_BF16=1`` runs emulated bfloat16 anyway: slow, but it shows on any CPU
+what bfloat16 does to the outputs (accuracy checks such as ``bupose-dekr/bench/bench_amp_accuracy.py``).
+
+What bfloat16 keeps: 8 significant bits, so every activation is rounded to about 0.4 %. Regression
+outputs (DEKR's offsets) move by a fraction of a pixel, but scores near a threshold or two people
+of nearly equal score can switch, so a pose list under ``--amp`` may gain, lose or reorder people
+compared with float32: measure on your data before relying on it.
 """
 
 from __future__ import annotations
 
 import contextlib
 import functools
+import os
 import warnings
 from typing import Any
 
@@ -46,7 +53,7 @@ def autocast(device: torch.device | str, enabled: bool) -> contextlib.AbstractCo
         return contextlib.nullcontext()
     if dev == "cuda":
         return torch.autocast("cuda", dtype=torch.float16)
-    if dev == "cpu" and not cpu_has_native_bf16():
+    if dev == "cpu" and not cpu_has_native_bf16() and os.environ.get("BUPOSE_AMP_EMULATED_BF16", "") != "1":
         _warn_once()
         return contextlib.nullcontext()
     return torch.autocast(dev, dtype=torch.bfloat16)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import functools
 import os
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -17,7 +18,7 @@ from typing import Any
 from ..plugins import UnknownComponentError, get_registry
 from ..specs import OpSpec
 
-__all__ = ["OpChoice", "OpUnavailableError", "get_op", "op_choices", "op_status"]
+__all__ = ["OpChoice", "OpUnavailableError", "get_op", "op_choices", "op_status", "warn_if_reference"]
 
 
 class OpUnavailableError(RuntimeError):
@@ -96,6 +97,42 @@ def selected_implementation(name: str, device: Any = None) -> str:
     return _load(name, _device_type(device), os.environ.get("BUPOSE_OPS", "").strip())[0].implementation
 
 
+REFERENCE_FIX = (
+    "install the compiled kernels with `pip install --no-build-isolation bupose-cuda-ops` into this "
+    "environment (it needs torch at build time); `bupose info` says why they are unavailable"
+)
+
+
+def warn_if_reference(name: str, device: Any = None) -> bool:
+    """Warn once per (op, device type) when :func:`get_op` would run the slow pure-PyTorch
+    reference of ``name`` (unless ``BUPOSE_OPS`` chose it). Returns whether it is the reference."""
+    try:
+        impl = selected_implementation(name, device)
+    except (OpUnavailableError, UnknownComponentError):
+        return False
+    if impl != "reference":
+        return False
+    if not os.environ.get("BUPOSE_OPS", "").strip():
+        _warn_reference_once(name, _device_type(device))
+    return True
+
+
+@functools.cache
+def _warn_reference_once(name: str, device_type: str) -> None:
+    others = [
+        f"{c.spec.implementation}: {c.reason}"
+        for c in op_choices(name)
+        if c.spec.implementation != "reference" and device_type in c.spec.devices and not c.available
+    ]
+    why = "; ".join(others) if others else "no compiled implementation is installed"
+    warnings.warn(
+        f"{name} on {device_type}: using the slow pure-PyTorch reference implementation ({why}); "
+        f"{REFERENCE_FIX}",
+        RuntimeWarning,
+        stacklevel=4,
+    )
+
+
 def op_status() -> dict[str, list[dict[str, Any]]]:
     """For each op name: its implementations, priority, devices, availability and reason."""
     registry = get_registry()
@@ -120,3 +157,4 @@ def clear_op_cache() -> None:
     """Forget cached selections (after the registry or ``BUPOSE_OPS`` changes)."""
     _load.cache_clear()
     _check.cache_clear()
+    _warn_reference_once.cache_clear()
