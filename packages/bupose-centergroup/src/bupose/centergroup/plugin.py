@@ -51,6 +51,8 @@ WEIGHTS: tuple[WeightsSpec, ...] = tuple(
         file_names=(file_name,),
         source=SOURCE.format(where="" if role == "model" else "models/", file=file_name),
         role=role,
+        source_page="https://github.com/dvl-tum/center-group",
+        licence="none stated (dvl-tum/center-group has no licence file: no reuse terms are granted)",
     )
     for name, file_name, backbone, layout, attr, role in _FILES
 )

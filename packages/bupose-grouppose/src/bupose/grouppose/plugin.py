@@ -45,6 +45,8 @@ WEIGHTS: tuple[WeightsSpec, ...] = tuple(
         file_names=(file_name,),
         source=SOURCE.format(file=file_name),
         role="model",
+        source_page="https://github.com/Michel-liu/GroupPose",
+        licence="Apache-2.0 (Michel-liu/GroupPose; its code derives from IDEA's ED-Pose and DINO, also Apache-2.0)",
     )
     for name, file_name, backbone, layout, attr, what in _MODEL_WEIGHTS
 )
