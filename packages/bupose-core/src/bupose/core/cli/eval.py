@@ -63,7 +63,7 @@ def detect_layout(annotations: Any) -> str:
 
 
 def _file_name_ids(results: str) -> tuple[int, str] | None:
-    """(entry number from 1, id) of the first ``image_id`` that is a string (``bupose run`` without
+    """(entry index, as the evaluator's ``result #i`` counts, id) of the first ``image_id`` that is a string (``bupose run`` without
     ground truth), if any."""
     try:
         with open(results, encoding="utf-8") as f:
@@ -71,7 +71,7 @@ def _file_name_ids(results: str) -> tuple[int, str] | None:
     except (OSError, json.JSONDecodeError):
         return None  # the evaluation reports it
     if isinstance(data, list):
-        for i, e in enumerate(data, 1):
+        for i, e in enumerate(data):
             if isinstance(e, Mapping) and isinstance(e.get("image_id"), str):
                 return i, e["image_id"]
     return None
