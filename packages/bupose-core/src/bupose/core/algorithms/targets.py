@@ -56,7 +56,7 @@ def gaussian_heatmaps(
     for p in jts:
         for idx in range(k):
             x, y, v = p[idx]
-            if v <= 0 or x < 0 or y < 0 or x >= w_out or y >= h_out:
+            if not (v > 0 and 0 <= x < w_out and 0 <= y < h_out):  # also skips NaN coordinates
                 continue
             s = float(sig[idx])
             if truncate is None:
@@ -105,7 +105,7 @@ def displacement_targets(
     area_map = np.zeros((h_out, w_out), dtype=np.float32)
     for pid, p in enumerate(jts):
         ct_x, ct_y, ct_v = int(ctr[pid, 0]), int(ctr[pid, 1]), int(ctr[pid, 2])
-        if ct_v < 1 or ct_x < 0 or ct_y < 0 or ct_x >= w_out or ct_y >= h_out:
+        if not (ct_v >= 1 and 0 <= ct_x < w_out and 0 <= ct_y < h_out):  # also skips NaN centres
             continue
         a = area[pid]
         x0, y0 = max(ct_x - radius, 0), max(ct_y - radius, 0)
@@ -115,7 +115,7 @@ def displacement_targets(
         w = np.float32(1.0 / np.sqrt(a)) if a > 0 else np.float32(np.inf)
         for idx in range(nj):
             x, y, v = p[idx]
-            if v <= 0 or x < 0 or y < 0 or x >= w_out or y >= h_out:
+            if not (v > 0 and 0 <= x < w_out and 0 <= y < h_out):  # also skips NaN coordinates
                 continue
             ox = offset[2 * idx, y0:y1, x0:x1]
             oy = offset[2 * idx + 1, y0:y1, x0:x1]

@@ -640,8 +640,9 @@ def run_command(
         head, backbone, layout = _onnx_target(backend, onnx_model, head, backbone, layout, weights)
         assert onnx_model is not None
         weights = onnx_model  # the network's weights are inside the ONNX file
-    if head is not None:
-        registry.get("heads", head)
+    aliases = {"flip": flip, "scales": scales, "amp": amp, "input_size": input_size, "rescore_weights": rescore_weights}
+    if head is not None:  # a head given by name has its options checked before anything is read
+        head_options(registry.get("heads", head), pipeline_options, aliases)
     if backbone is not None:
         registry.get("backbones", backbone)
     if weights is None:
@@ -677,7 +678,6 @@ def run_command(
     assert head is not None and backbone is not None
     head_spec = registry.get("heads", head)
     registry.get("backbones", backbone)
-    aliases = {"flip": flip, "scales": scales, "amp": amp, "input_size": input_size, "rescore_weights": rescore_weights}
     options, passthrough = head_options(head_spec, pipeline_options, aliases)
     if layout is None and checkpoint is not None:
         layout = checkpoint.layout(registry)
