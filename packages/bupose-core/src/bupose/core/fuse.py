@@ -22,6 +22,7 @@ itself while it is in training mode (batch statistics cannot be folded).
 from __future__ import annotations
 
 import copy
+import pickle
 import threading
 import warnings
 from collections import Counter
@@ -266,10 +267,15 @@ class InferenceSnapshot:
         with self._lock:
             fp = parameter_fingerprint(self.model)
             if self._fused is None or fp != self._fingerprint:
-                with torch.inference_mode(False):
-                    self._fused = optimize_for_inference(
-                        self.model, *self.example(), channels_last=self.channels_last
-                    )
+                try:
+                    with torch.inference_mode(False):
+                        self._fused = optimize_for_inference(
+                            self.model, *self.example(), channels_last=self.channels_last
+                        )
+                except (TypeError, copy.Error, pickle.PicklingError):
+                    # a model that cannot be copied (e.g. one wrapping an onnxruntime session) runs as given
+                    self.enabled = False
+                    return self.model
                 self._fingerprint = fp
                 self.builds += 1
             return self._fused
