@@ -641,8 +641,9 @@ def run_command(
         assert onnx_model is not None
         weights = onnx_model  # the network's weights are inside the ONNX file
     aliases = {"flip": flip, "scales": scales, "amp": amp, "input_size": input_size, "rescore_weights": rescore_weights}
+    named_options = None
     if head is not None:  # a head given by name has its options checked before anything is read
-        head_options(registry.get("heads", head), pipeline_options, aliases)
+        named_options = head_options(registry.get("heads", head), pipeline_options, aliases)
     if backbone is not None:
         registry.get("backbones", backbone)
     if weights is None:
@@ -678,7 +679,7 @@ def run_command(
     assert head is not None and backbone is not None
     head_spec = registry.get("heads", head)
     registry.get("backbones", backbone)
-    options, passthrough = head_options(head_spec, pipeline_options, aliases)
+    options, passthrough = named_options or head_options(head_spec, pipeline_options, aliases)  # inferred head
     if layout is None and checkpoint is not None:
         layout = checkpoint.layout(registry)
     click.echo(f"loading {head} + {backbone} from {weights} on {dev_note} ...", err=True)
