@@ -5,10 +5,12 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+import torch.nn.functional as F
 
 from bupose.core.algorithms.maps import (
     find_peaks,
     flat_to_xy,
+    max_filter,
     peak_mask,
     pool_kernel,
     quarter_offset,
@@ -42,6 +44,26 @@ def test_peak_mask_equals_loop(padding: str, kernel: int, clamp_min: float | Non
     m = np.round(rng.normal(0, 1, (9, 11)), 1).astype(np.float32)  # ties on purpose
     got = peak_mask(torch.from_numpy(m), kernel, padding=padding, clamp_min=clamp_min).numpy()  # type: ignore[arg-type]
     assert np.array_equal(got, _loop_peaks(m, kernel, padding, clamp_min))
+
+
+@pytest.mark.parametrize("padding", ["max_pool", "zero", "reflect", "replicate"])
+@pytest.mark.parametrize("kernel", [1, 3, 5, 7, 17])
+@pytest.mark.parametrize("shape", [(23, 31), (3, 20, 18), (2, 2, 19, 40)])
+def test_max_filter_equals_max_pool(padding: str, kernel: int, shape: tuple[int, ...]) -> None:
+    g = torch.Generator().manual_seed(kernel * len(shape))
+    m = torch.round(torch.randn(shape, generator=g), decimals=1)  # ties on purpose
+    flat = m.view(-1)
+    flat[3], flat[-5], flat[len(flat) // 2] = float("nan"), float("inf"), float("-inf")
+    r = kernel // 2
+    x = m.reshape(-1, 1, *shape[-2:])
+    if padding == "max_pool":
+        want = F.max_pool2d(x, kernel, 1, r)
+    else:
+        mode = "constant" if padding == "zero" else padding
+        want = F.max_pool2d(F.pad(x, (r, r, r, r), mode=mode), kernel, 1, 0)
+    got = max_filter(m, kernel, padding=padding)  # type: ignore[arg-type]
+    assert got.shape == m.shape
+    torch.testing.assert_close(got, want.reshape(shape), rtol=0, atol=0, equal_nan=True)
 
 
 def test_find_peaks_topk_threshold_and_channels() -> None:

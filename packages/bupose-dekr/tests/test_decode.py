@@ -294,6 +294,22 @@ def test_rescore_nan_becomes_zero() -> None:
     np.testing.assert_array_equal(s, [0.0, 0.25])
 
 
+def test_finite_guard_keeps_finite_maps_and_zeroes_the_rest() -> None:
+    from bupose.dekr.decode import _finite
+
+    ok = torch.randn(3, 8, 8)
+    assert _finite(ok) is ok  # a finite map is passed through, not copied
+    huge = torch.full((4, 4), 3e38)  # finite values whose sum overflows to inf: kept as they are
+    torch.testing.assert_close(_finite(huge), huge)
+    bad = torch.randn(2, 5, 5)
+    bad[0, 1, 2], bad[1, 3, 3], bad[1, 0, 0] = float("nan"), float("inf"), float("-inf")
+    fixed = _finite(bad)
+    assert bool(torch.isfinite(fixed).all())
+    assert fixed[0, 1, 2] == 0 and fixed[1, 3, 3] == 0 and fixed[1, 0, 0] == 0
+    keep = torch.isfinite(bad)
+    torch.testing.assert_close(fixed[keep], bad[keep])
+
+
 def test_decoder_errors_are_clear() -> None:
     dec = DEKRDecoder(_coco())
     meta = multi_scale_size((64, 64), 64)

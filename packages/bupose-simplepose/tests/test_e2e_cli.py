@@ -67,3 +67,17 @@ def test_convert_then_run_equivalent(official_file: Path, tmp_path: Path) -> Non
     tensors, meta = read_checkpoint(out)
     assert len(tensors) == 1848 and all(k.startswith("backbone.") for k in tensors)
     assert meta["head"] == "simplepose" and meta["backbone"] == "imhn"
+
+
+def test_bench_reports_forward_and_decode(tmp_path: Path) -> None:
+    out = tmp_path / "bench.json"
+    args = [
+        "bench", "--head", "simplepose", "--backbone", "imhn", "--batch-sizes", "1", "--images", "1",
+        "--image-size", "48x64", "--rounds", "1", "--warmup", "0", "--threads", "1",
+        "--option", "input_size=64", "--option", "scales=1", "--output", str(out),
+    ]  # fmt: skip
+    res = CliRunner().invoke(build_cli(), args)
+    assert res.exit_code == 0, res.output
+    (r,) = json.loads(out.read_text())["results"]
+    assert set(r["stages_wall"]) == {"forward", "decode"} and r["wall"] > 0
+    assert r["stages_wall"]["forward"] + r["stages_wall"]["decode"] <= r["wall"] * 1.01

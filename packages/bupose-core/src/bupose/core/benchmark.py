@@ -44,6 +44,7 @@ __all__ = [
     "machine_line",
     "peak_memory_reset",
     "peak_memory_mb",
+    "stage",
     "time_call",
 ]
 
@@ -145,6 +146,12 @@ class Stopwatch:
         finally:
             self.wall[name] = self.wall.get(name, 0.0) + time.perf_counter() - w
             self.cpu[name] = self.cpu.get(name, 0.0) + time.process_time() - c
+
+
+def stage(stopwatch: Stopwatch | None, name: str) -> contextlib.AbstractContextManager[None]:
+    """``stopwatch.stage(name)``, or a no-op without a stopwatch: what a pipeline's ``predict_batch``
+    wraps its stages in (``forward``, ``decode``) so that ``bupose bench`` can report them."""
+    return contextlib.nullcontext() if stopwatch is None else stopwatch.stage(name)
 
 
 def _accepts(fn: Callable[..., Any], name: str) -> bool:

@@ -100,11 +100,15 @@ def adapt_offsets(
     (dy0, dx0, dy1, dx1, ...), torchvision's layout.
     """
     n, _, h, w = transform_matrix.shape
-    m = transform_matrix.permute(0, 2, 3, 1).reshape(n * h * w, 2, 2)
-    offset = torch.matmul(m, regular_matrix) - regular_matrix  # (NHW, 2, 9)
-    offset = offset.transpose(1, 2).reshape(n, h, w, 18).permute(0, 3, 1, 2)
-    shift = translation.repeat(1, 9, 1, 1)  # (dy, dx) repeated for the 9 taps
-    return offset + shift
+    ry = regular_matrix[0].view(1, 9, 1, 1)
+    rx = regular_matrix[1].view(1, 9, 1, 1)
+    c = transform_matrix
+    # Element-wise, in the order of the per-pixel product (c0*ry + c1*rx) - ry + ty: the official
+    # (HW, 2, 2) @ (2, 9) matmul gives the same numbers (its products by the grid's -1/0/1 are exact),
+    # without a batched matmul of 2x2 matrices.
+    dy = (c[:, 0:1] * ry + c[:, 1:2] * rx) - ry + translation[:, 0:1]
+    dx = (c[:, 2:3] * ry + c[:, 3:4] * rx) - rx + translation[:, 1:2]
+    return torch.stack((dy, dx), dim=2).reshape(n, 18, h, w)
 
 
 class AdaptBlock(nn.Module):

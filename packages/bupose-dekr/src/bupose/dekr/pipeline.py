@@ -33,7 +33,7 @@ import torch
 from bupose.core import ops
 from bupose.core.algorithms.tta import flip_input
 from bupose.core.amp import autocast
-from bupose.core.benchmark import Stopwatch
+from bupose.core.benchmark import Stopwatch, stage
 from bupose.core.fuse import InferenceSnapshot
 from bupose.core.inference import Pipeline, check_image
 from bupose.core.model import PoseModel
@@ -271,17 +271,9 @@ class DEKRPipeline(Pipeline):
         """
         if len(images) == 0:
             return []
-        sw = stopwatch if stopwatch is not None else _NO_STOPWATCH
         arrays = [check_image(im, k) for k, im in enumerate(images)]
-        with sw.stage("forward"):
+        with stage(stopwatch, "forward"):
             outs = self.scale_outputs(arrays)
-        with sw.stage("decode"):
+        with stage(stopwatch, "decode"):
             return [self.decoder.decode(o, rescore_net=self.rescore_net) for o in outs]
 
-
-class _NoStopwatch:
-    def stage(self, name: str) -> contextlib.AbstractContextManager[None]:
-        return contextlib.nullcontext()
-
-
-_NO_STOPWATCH = _NoStopwatch()

@@ -25,6 +25,7 @@ from bupose.core.algorithms.geometry import WarpMeta, multi_scale_size, warp_ima
 from bupose.core.algorithms.image import normalize_images
 from bupose.core.algorithms.tta import flip_input
 from bupose.core.amp import autocast
+from bupose.core.benchmark import Stopwatch, stage
 from bupose.core.inference import Pipeline, check_image
 from bupose.core.model import PoseModel
 from bupose.core.poses import Poses
@@ -125,28 +126,35 @@ class LogoCapPipeline(Pipeline):
         return res
 
     @torch.inference_mode()
-    def predict_batch(self, images: Sequence[np.ndarray]) -> list[Poses]:
-        """Poses for each RGB uint8 (H, W, 3) image, in image pixels."""
+    def predict_batch(self, images: Sequence[np.ndarray], *, stopwatch: Stopwatch | None = None) -> list[Poses]:
+        """Poses for each RGB uint8 (H, W, 3) image, in image pixels.
+
+        ``stopwatch`` (``bupose bench``) accumulates the ``forward`` stage (warp, normalise, network)
+        and the ``decode`` stage (centres, KEM, KAM, global adaptation).
+        """
         if len(images) == 0:
             return []
         arrays = [check_image(im, k) for k, im in enumerate(images)]
-        metas: list[WarpMeta] = [
-            multi_scale_size(a.shape[:2], self.input_size, 1.0, multiple=self.size_multiple) for a in arrays
-        ]
-        warped = [warp_image(a, m) for a, m in zip(arrays, metas)]
+        results: list[Poses | None] = [None] * len(arrays)
+        with stage(stopwatch, "forward"):
+            metas: list[WarpMeta] = [
+                multi_scale_size(a.shape[:2], self.input_size, 1.0, multiple=self.size_multiple) for a in arrays
+            ]
+            warped = [warp_image(a, m) for a, m in zip(arrays, metas)]
         groups: dict[tuple[int, int], list[int]] = {}
         for i, w in enumerate(warped):
             groups.setdefault(tuple(w.shape[:2]), []).append(i)
-        results: list[Poses | None] = [None] * len(arrays)
         for idx in groups.values():
-            # NCHW-contiguous like the official ToTensor/cat (a channels-last input changes the
-            # float rounding of the network, and so near-tie decisions)
-            x = normalize_images([warped[i] for i in idx], self.device).contiguous()
-            out = self.network_outputs(x)
-            for k, i in enumerate(idx):
-                results[i] = self.decoder.decode(
-                    out["heatmap"][k], out["offset"][k], out["embedding"][k], self._kam, metas[i],
-                    out["heatmap_flip"][k] if self.flip else None,
-                    out["offset_flip"][k] if self.flip else None,
-                )
+            with stage(stopwatch, "forward"):
+                # NCHW-contiguous like the official ToTensor/cat (a channels-last input changes the
+                # float rounding of the network, and so near-tie decisions)
+                x = normalize_images([warped[i] for i in idx], self.device).contiguous()
+                out = self.network_outputs(x)
+            with stage(stopwatch, "decode"):
+                for k, i in enumerate(idx):
+                    results[i] = self.decoder.decode(
+                        out["heatmap"][k], out["offset"][k], out["embedding"][k], self._kam, metas[i],
+                        out["heatmap_flip"][k] if self.flip else None,
+                        out["offset_flip"][k] if self.flip else None,
+                    )
         return [r for r in results if r is not None]

@@ -23,6 +23,7 @@ import numpy as np
 import torch
 
 from bupose.core.algorithms.image import IMAGENET_MEAN, IMAGENET_STD
+from bupose.core.benchmark import Stopwatch, stage
 from bupose.core.grouping import Candidates, Grouper, build_grouper
 from bupose.core.inference import GroupingPipeline
 from bupose.core.model import PoseModel
@@ -95,12 +96,19 @@ class SimplePosePipeline(GroupingPipeline):
         )
         return super().group(cands)
 
-    def predict_batch(self, images: Sequence[np.ndarray]) -> list[Poses]:
+    def predict_batch(self, images: Sequence[np.ndarray], *, stopwatch: Stopwatch | None = None) -> list[Poses]:
+        """Poses for each RGB uint8 (H, W, 3) image, in image pixels.
+
+        ``stopwatch`` (``bupose bench``) accumulates the ``forward`` stage (resize, network, maps)
+        and the ``decode`` stage (peaks and limb grouping).
+        """
         out = []
         for img in images:
-            bgr = np.ascontiguousarray(np.asarray(img)[:, :, ::-1])
-            heat, limbs = self.network_maps(bgr)
-            out.append(self.group_maps(heat, limbs))
+            with stage(stopwatch, "forward"):
+                bgr = np.ascontiguousarray(np.asarray(img)[:, :, ::-1])
+                heat, limbs = self.network_maps(bgr)
+            with stage(stopwatch, "decode"):
+                out.append(self.group_maps(heat, limbs))
         return out
 
     @property
