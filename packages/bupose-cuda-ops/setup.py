@@ -52,7 +52,7 @@ else:
             cpp_extension.CppExtension(
                 CPU_EXT,
                 [f"{CSRC}/cpu_ops.cpp"],
-                extra_compile_args={"cxx": ["-O2"]},
+                extra_compile_args={"cxx": ["-O3"]},
             )
         )
         nvcc = shutil.which("nvcc") or (

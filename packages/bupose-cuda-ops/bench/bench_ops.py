@@ -7,6 +7,8 @@ an 800x1333 image's pyramid, and the encoder's self-attention at 512x512).
     python packages/bupose-cuda-ops/bench/bench_ops.py [--repeats 5] [--quick]
 
 Prints one table: median milliseconds per implementation and the speed-up over the reference.
+``cpp`` forward without gradients runs the channels-last inference columns; ``cpp-nchw`` is the
+(B, C, K, L) column path that training uses, timed on the same forward for comparison.
 """
 
 from __future__ import annotations
@@ -69,6 +71,18 @@ def _fwd_bwd(fn: Callable[..., torch.Tensor], args: dict, grad_keys: tuple[str, 
     return run
 
 
+def _dcn_nchw_columns(input: torch.Tensor, offset: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None,
+                      stride: int, padding: int, dilation: int) -> torch.Tensor:
+    """The C++ op through its training-path (B, C, K, L) columns, whatever the grad mode."""
+    from bupose.cuda_ops import functions
+    from bupose.cuda_ops.availability import load_extension
+
+    params = (weight.shape[2], weight.shape[3], stride, stride, padding, padding, dilation, dilation)
+    empty = input.new_empty(0)
+    return functions._DeformConv2d.apply(load_extension("cpp"), params, 1, input.contiguous(), offset, empty,
+                                         weight, empty if bias is None else bias)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=5)
@@ -83,6 +97,7 @@ def main() -> None:
     ok, why = availability.cpp_available()
     if ok:
         impls.append(("cpp", "cpu", {"dcn": functions.deform_conv2d_cpp, "msda": functions.ms_deform_attn_cpp}))
+        impls.append(("cpp-nchw", "cpu", {"dcn": _dcn_nchw_columns}))  # deform_conv2d only
     else:
         print(f"cpp unavailable: {why}")
     if torch.cuda.is_available():
@@ -138,8 +153,10 @@ def main() -> None:
             for _impl, device, fns in impls:
                 args = _msda_case(n, shapes, lq, device, torch.Generator().manual_seed(0))
                 sync = torch.cuda.synchronize if device == "cuda" else (lambda: None)
-                fn = fns["msda"]
-                if mode == "forward":
+                fn = fns.get("msda")
+                if fn is None:
+                    times.append(float("nan"))
+                elif mode == "forward":
                     with torch.no_grad():
                         times.append(_timed(lambda fn=fn, args=args: fn(**args), opts.repeats, sync))
                 else:
@@ -153,7 +170,7 @@ def _print_row(name: str, mode: str, times: list[float], impls: list) -> None:
     cells = " ".join(f"{t:>10.2f} ms".ljust(20) for t in times)
     ratios = []
     for (impl, device, _), t in zip(impls, times):
-        if impl == "reference":
+        if impl == "reference" or t != t:  # NaN: not run for this op
             continue
         ref_t = next(tt for (i, d, _), tt in zip(impls, times) if i == "reference" and d == device)
         ratios.append(f"{impl}: {ref_t / t:.2f}x")

@@ -51,6 +51,31 @@ def test_deform_conv2d_forward_and_grad_equal_reference(impl, case):
         torch.testing.assert_close(a.cpu(), b, rtol=1e-5, atol=1e-5)
 
 
+@pytest.mark.parametrize("layout", ["contiguous", "channels_last", "channel_slice", "float64"])
+@pytest.mark.parametrize("case", list(DCN_CASES))
+def test_deform_conv2d_inference_path_equals_reference(impl, case, layout):
+    """Without gradients the CPU op samples channels-last columns; any input layout, same values."""
+    name, device = impl
+    args = dcn_inputs(torch.Generator().manual_seed(13), **DCN_CASES[case])
+    want = get_impl("deform_conv2d", "reference")(**args)
+    x = args["input"]
+    if layout == "channels_last":
+        x = x.contiguous(memory_format=torch.channels_last)
+    elif layout == "channel_slice":  # DEKR's per-joint slices of one channels-last map
+        wide = torch.cat([torch.randn_like(x), x, torch.randn_like(x)], 1).contiguous(memory_format=torch.channels_last)
+        x = wide[:, x.shape[1] : 2 * x.shape[1]]
+        assert x.stride(1) == 1 and not x.is_contiguous()
+    elif layout == "float64":
+        args = {k: v.double() if isinstance(v, torch.Tensor) else v for k, v in args.items()}
+        x, want = args["input"], want.double()
+    with torch.no_grad():
+        got = get_impl("deform_conv2d", name)(**to_device({**args, "input": x}, device))
+    assert got.dtype == want.dtype and got.shape == want.shape
+    torch.testing.assert_close(got.cpu(), want, rtol=0, atol=1e-5)
+    trained, _ = _grads(get_impl("deform_conv2d", name), to_device(args, device), ("input",))
+    torch.testing.assert_close(got, trained.detach(), rtol=0, atol=1e-5)
+
+
 @pytest.mark.parametrize(
     ("stride", "padding", "dilation", "groups"), [(1, 1, 1, 1), (2, 0, 2, 3), (1, 2, 1, 3)]
 )

@@ -127,6 +127,34 @@ def _check_device(kind: str, op: str, *tensors: torch.Tensor | None) -> None:
             raise ValueError(f"{op}/{kind} runs on {want} tensors, got a tensor on {t.device}")
 
 
+def _needs_grad(*tensors: torch.Tensor | None) -> bool:
+    return torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in tensors)
+
+
+def _deform_conv2d_nhwc(
+    ext: Any,
+    params: tuple[int, ...],
+    input: torch.Tensor,
+    offset: torch.Tensor,
+    mask: torch.Tensor,
+    weight: torch.Tensor,
+    bias: torch.Tensor | None,
+) -> torch.Tensor:
+    """Inference (no gradient wanted) on input whose channels are adjacent in memory (channels-last,
+    or a channel slice of a channels-last map: no copy): the (O, K*C) weights times the (B, L, K*C)
+    columns, read transposed, give the (B, O, L) output. 1.2x faster on DEKR's head than the
+    (B, C, K, L) columns, which the training path keeps for its backward."""
+    b = input.shape[0]
+    c_out, c_in, kh, kw = weight.shape
+    ho, wo = offset.shape[2:]
+    cols = ext.dcn_im2col_nhwc(input, offset, mask, *params)  # (B, L, K, C)
+    wmat = weight.permute(0, 2, 3, 1).reshape(c_out, kh * kw * c_in)  # the columns' (k, c) order
+    out = torch.matmul(wmat, cols.view(b, ho * wo, kh * kw * c_in).transpose(1, 2))  # (B, O, L)
+    if bias is not None and bias.numel() > 0:
+        out += bias.to(out.dtype).view(1, -1, 1)
+    return out.view(b, c_out, ho, wo)
+
+
 def _deform_conv2d(
     kind: str,
     input: torch.Tensor,
@@ -153,6 +181,11 @@ def _deform_conv2d(
 
     if input.shape[0] == 0:
         return reference.deform_conv2d(input, offset, weight, bias, stride, padding, dilation, mask)
+    if kind == "cpp" and int(info["groups"]) == 1 and not _needs_grad(input, offset, weight, bias, mask):
+        x = input.to(dtype)
+        if x.stride(1) != 1:
+            x = x.contiguous(memory_format=torch.channels_last)
+        return _deform_conv2d_nhwc(ext, params, x, prep(offset), prep(mask), prep(weight), bias).to(input.dtype)
     out = _DeformConv2d.apply(
         ext,
         params,

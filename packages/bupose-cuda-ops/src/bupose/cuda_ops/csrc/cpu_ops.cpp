@@ -3,6 +3,7 @@
 #include <torch/extension.h>
 
 #include <algorithm>
+#include <vector>
 
 #include <ATen/Parallel.h>
 
@@ -82,6 +83,78 @@ at::Tensor dcn_im2col(const at::Tensor& input, const at::Tensor& offset, const a
                 if (valid[t][i]) v += wts[t][i] * plane[idx[t][i]];
               }
               dst[t] = inside[t] ? v * mult[t] : scalar_t(0);
+            }
+          }
+        }
+      }
+    });
+  });
+  return cols;
+}
+
+// Channels-last columns for inference: input (B, C, H, W) whose channels are adjacent in memory
+// (stride(1) == 1, any other strides, e.g. a channel slice of a channels-last map), offset
+// (B, 2*OG*K, HO, WO) and mask as in dcn_im2col -> (B, L, K, C). Every value is the same expression
+// as dcn_im2col's (the same bilinear weights, corners summed in the same order; a corner outside
+// the map adds w * 0 with w = 0 instead of being skipped), but the channels of one sampling point
+// are one contiguous run, which the compiler vectorises, and the columns feed a (B*L, K*C) x
+// (K*C, O) product whose result is already channels-last.
+at::Tensor dcn_im2col_nhwc(const at::Tensor& input, const at::Tensor& offset, const at::Tensor& mask, int64_t kh,
+                           int64_t kw, int64_t sh, int64_t sw, int64_t ph, int64_t pw, int64_t dh, int64_t dw) {
+  TORCH_CHECK(input.device().is_cpu() && input.dim() == 4, "bupose cpp op: input must be a 4-d CPU tensor");
+  TORCH_CHECK(input.stride(1) == 1, "bupose cpp op: dcn_im2col_nhwc needs adjacent channels (stride(1) == 1)");
+  check_cpu(offset, "offset");
+  const bool has_mask = mask.numel() > 0;
+  if (has_mask) check_cpu(mask, "mask");
+  const DcnShape s = dcn_shape(input, offset, kh, kw, sh, sw, ph, pw, dh, dw, "bupose cpp op");
+  auto cols = at::empty({s.B, s.L(), s.K(), s.C}, input.options());
+  const int64_t sb = input.stride(0), sy = input.stride(2), sx = input.stride(3);
+  AT_DISPATCH_FLOATING_TYPES(input.scalar_type(), "bupose_dcn_im2col_nhwc", [&] {
+    const scalar_t* in = input.data_ptr<scalar_t>();
+    const scalar_t* off = offset.data_ptr<scalar_t>();
+    const scalar_t* msk = has_mask ? mask.data_ptr<scalar_t>() : nullptr;
+    scalar_t* out = cols.data_ptr<scalar_t>();
+    const int64_t L = s.L(), K = s.K(), C = s.C, cpg = s.channels_per_og();
+    std::vector<scalar_t> zeros(cpg, scalar_t(0));
+    at::parallel_for(0, s.B * L, 64, [&](int64_t a, int64_t e) {
+      for (int64_t r = a; r < e; ++r) {
+        const int64_t l = r % L, b = r / L;
+        const int64_t ho = l / s.WO, wo = l % s.WO;
+        const scalar_t* base = in + b * sb;
+        for (int64_t og = 0; og < s.OG; ++og) {
+          const scalar_t* off_l = off + (b * s.OG + og) * 2 * K * L + l;
+          for (int64_t k = 0; k < K; ++k) {
+            scalar_t* dst = out + (r * K + k) * C + og * cpg;
+            // dcn_position's expression, with the divisions hoisted out of the loops
+            const int64_t i = k / s.KW, j = k - i * s.KW;
+            const scalar_t y = scalar_t(ho * s.SH - s.PH + i * s.DH) + off_l[2 * k * L];
+            const scalar_t x = scalar_t(wo * s.SW - s.PW + j * s.DW) + off_l[(2 * k + 1) * L];
+            const bupose_ops::Bilinear<scalar_t> bl(s.H, s.W, y, x);
+            if (!bl.inside) {
+              std::fill(dst, dst + cpg, scalar_t(0));
+              continue;
+            }
+            const scalar_t mult = msk != nullptr ? msk[((b * s.OG + og) * K + k) * L + l] : scalar_t(1);
+            // the corners (y0, x0), (y0, x0 + 1), (y0 + 1, x0), (y0 + 1, x0 + 1), as in Bilinear
+            const int64_t y0 = static_cast<int64_t>(bupose_ops::floor_(y));
+            const int64_t x0 = static_cast<int64_t>(bupose_ops::floor_(x));
+            const int64_t corner = y0 * sy + x0 * sx + og * cpg;  // may lie outside: used only when valid
+            const int64_t step[4] = {0, sx, sy, sy + sx};
+            const scalar_t* p[4];
+            scalar_t w[4];
+            for (int q = 0; q < 4; ++q) {
+              p[q] = bl.valid[q] ? base + (corner + step[q]) : zeros.data();
+              w[q] = bl.valid[q] ? bl.w[q] : scalar_t(0);
+            }
+            const scalar_t *p0 = p[0], *p1 = p[1], *p2 = p[2], *p3 = p[3];
+            const scalar_t w0 = w[0], w1 = w[1], w2 = w[2], w3 = w[3];
+            for (int64_t c = 0; c < cpg; ++c) {
+              scalar_t v = scalar_t(0);
+              v += w0 * p0[c];
+              v += w1 * p1[c];
+              v += w2 * p2[c];
+              v += w3 * p3[c];
+              dst[c] = v * mult;
             }
           }
         }
@@ -225,6 +298,7 @@ std::vector<at::Tensor> msda_backward(const at::Tensor& value, const at::Tensor&
 PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.doc() = "bupose CPU kernels: deformable convolution columns and multi-scale deformable attention";
   m.def("dcn_im2col", &dcn_im2col, "deformable im2col -> (B, C, K, L)");
+  m.def("dcn_im2col_nhwc", &dcn_im2col_nhwc, "deformable im2col of adjacent-channel input -> (B, L, K, C)");
   m.def("dcn_col2im", &dcn_col2im, "gradient of the input from column gradients");
   m.def("dcn_col2im_coord", &dcn_col2im_coord, "gradients of offset and mask from column gradients");
   m.def("msda_forward", &msda_forward, "multi-scale deformable attention forward");
