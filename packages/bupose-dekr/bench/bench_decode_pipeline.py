@@ -13,6 +13,10 @@ editable installs cannot leak the other side's code); both time the same work:
 2. the whole pipeline: ``DEKRPipeline.predict_batch`` (warp, network on plain + flipped input,
    decode) with ``hrnet_w18_small`` at ``--input-size``, batch 1 and ``--images``, median ms/image.
 
+With ``--with-ops`` both sides also take ``bupose-cuda-ops`` from their own tree (BEFORE's C++
+extension is built in place first, ~2 min), so that kernel changes are measured too; AFTER's must be
+built already (an editable install).
+
 Each side runs ``--rounds`` times, alternating which goes first; the table prints the median over
 the rounds of each side's medians and AFTER / BEFORE (< 1 means faster), for wall time and for the
 process's CPU time (``time.process_time``: with one torch thread it counts only this side's work, so
@@ -36,11 +40,13 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parents[2]
 SRC_DIRS = ("packages/bupose-core/src", "packages/bupose-hrnet/src", "packages/bupose-dekr/src")
+OPS_DIR = "packages/bupose-cuda-ops"
 
 
 def _child(tree: Path, args: argparse.Namespace) -> None:
     """Time one side (run under ``python -S``); print one JSON line."""
-    sys.path[:0] = [str(tree / d) for d in SRC_DIRS] + [str(HERE)]
+    dirs = [*SRC_DIRS, f"{OPS_DIR}/src"] if args.with_ops else list(SRC_DIRS)
+    sys.path[:0] = [str(tree / d) for d in dirs] + [str(HERE)]
     for p in os.environ["BUPOSE_BENCH_SITE"].split(os.pathsep):
         if p not in sys.path:
             sys.path.append(p)
@@ -70,8 +76,11 @@ def _child(tree: Path, args: argparse.Namespace) -> None:
     outs = crafted_outputs()
     poses = dec.decode(outs)
     wall, cpu = timed(lambda: dec.decode(outs), args.repeats)
+    from bupose.core import ops
+
     result = {
         "module": f"{Path(bupose.core.__file__).parent} + {Path(bupose.dekr.__file__).parent}",
+        "deform_conv2d": ops.selected_implementation("deform_conv2d", "cpu"),
         "decode_ms": wall * 1e3,
         "decode_cpu_ms": cpu * 1e3,
         "decode_poses": np.round(poses.keypoints.astype(np.float64), 5).tolist(),
@@ -93,8 +102,9 @@ def _child(tree: Path, args: argparse.Namespace) -> None:
     print("RESULT " + json.dumps(result))
 
 
-def _export(ref: str, dest: Path) -> str:
-    """Export ``ref``'s source folders into ``dest``; return the commit id."""
+def _export(ref: str, dest: Path, with_ops: bool = False) -> str:
+    """Export ``ref``'s source folders (and with ``with_ops`` its cuda-ops package, its C++
+    extension built in place) into ``dest``; return the commit id."""
     commit = subprocess.run(
         ["git", "-C", str(REPO), "rev-parse", "--verify", f"{ref}^{{commit}}"],
         check=True,
@@ -103,10 +113,15 @@ def _export(ref: str, dest: Path) -> str:
     ).stdout.strip()
     archive = dest / "src.tar"
     with open(archive, "wb") as f:
-        subprocess.run(["git", "-C", str(REPO), "archive", commit, *SRC_DIRS], check=True, stdout=f)
+        dirs = [*SRC_DIRS, OPS_DIR] if with_ops else list(SRC_DIRS)
+        subprocess.run(["git", "-C", str(REPO), "archive", commit, *dirs], check=True, stdout=f)
     with tarfile.open(archive) as tar:
         tar.extractall(dest, filter="data")
     archive.unlink()
+    if with_ops:
+        env = {**os.environ, "BUPOSE_OPS_NO_CUDA": "1"}
+        subprocess.run([sys.executable, "setup.py", "-q", "build_ext", "--inplace"], cwd=dest / OPS_DIR, check=True,
+                       env=env, capture_output=True)
     return commit
 
 
@@ -141,6 +156,7 @@ def main() -> None:
     ap.add_argument("--backbone", default="hrnet_w18_small")
     ap.add_argument("--threads", type=int, default=1, help="torch CPU threads in each side")
     ap.add_argument("--skip-pipeline", action="store_true")
+    ap.add_argument("--with-ops", action="store_true", help="each side uses its own tree's bupose-cuda-ops")
     ap.add_argument(
         "--rounds", type=int, default=3, help="BEFORE/AFTER runs, alternating (median over rounds)"
     )
@@ -149,6 +165,7 @@ def main() -> None:
     if args.child is not None:
         _child(args.child, args)
         return
+    import numpy as np
     argv = [
         f"--repeats={args.repeats}",
         f"--pipeline-repeats={args.pipeline_repeats}",
@@ -157,9 +174,10 @@ def main() -> None:
         f"--backbone={args.backbone}",
         f"--threads={args.threads}",
         *(["--skip-pipeline"] if args.skip_pipeline else []),
+        *(["--with-ops"] if args.with_ops else []),
     ]
     with tempfile.TemporaryDirectory(prefix="bupose-bench-before-") as tmp:
-        commit = _export(args.before, Path(tmp))
+        commit = _export(args.before, Path(tmp), args.with_ops)
         runs: dict[str, list[dict]] = {"before": [], "after": []}
         for r in range(args.rounds):  # alternate the order so that a load change hits both sides
             order = [("before", Path(tmp)), ("after", REPO)]
@@ -171,12 +189,16 @@ def main() -> None:
         after[key] = statistics.median(x[key] for x in runs["after"])
     print(f"BEFORE {args.before} ({commit[:10]}): {before['module']}")
     print(f"AFTER  this checkout: {after['module']}")
+    print(f"deform_conv2d implementation: BEFORE {before['deform_conv2d']}, AFTER {after['deform_conv2d']}")
     same = (
         before["decode_poses"] == after["decode_poses"] and before["decode_scores"] == after["decode_scores"]
     )
     print(f"decode results identical: {same}")
     if "pipeline_poses" in before:
-        print(f"pipeline results identical: {before['pipeline_poses'] == after['pipeline_poses']}")
+        b_p, a_p = np.asarray(before["pipeline_poses"]), np.asarray(after["pipeline_poses"])
+        same_p = b_p.shape == a_p.shape and bool(np.array_equal(b_p, a_p))
+        diff = f"largest difference {np.abs(b_p - a_p).max():.2e}" if b_p.shape == a_p.shape and b_p.size else "shapes differ"
+        print(f"pipeline results identical (4 decimals): {same_p}" + ("" if same_p else f" ({diff})"))
     print(
         f"\n{'median (' + str(args.threads) + ' thread)':<52}{'BEFORE':>10}{'AFTER':>10}{'AFTER/BEFORE':>14}"
     )
