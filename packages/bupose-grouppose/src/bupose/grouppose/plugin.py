@@ -34,6 +34,14 @@ _MODEL_WEIGHTS = (
     ("grouppose_swinl_crowdpose", "crowd_swinL.pth", "swin_l", "crowdpose14", "SWIN_L_CROWDPOSE", "Swin-L CrowdPose"),
 )
 
+# The official README's table (single scale, no flip: GroupPose has no test-time augmentation).
+_PAPER_AP: dict[str, tuple[tuple[str, float], ...]] = {
+    "grouppose_r50_coco": (("COCO val2017", 72.0), ("COCO test-dev2017", 70.2)),
+    "grouppose_swint_coco": (("COCO val2017", 73.6), ("COCO test-dev2017", 72.1)),
+    "grouppose_swinl_coco": (("COCO val2017", 74.8), ("COCO test-dev2017", 72.8)),
+    "grouppose_swinl_crowdpose": (("CrowdPose test", 74.1),),
+}
+
 WEIGHTS: tuple[WeightsSpec, ...] = tuple(
     WeightsSpec(
         name=name,
@@ -47,6 +55,7 @@ WEIGHTS: tuple[WeightsSpec, ...] = tuple(
         role="model",
         source_page="https://github.com/Michel-liu/GroupPose",
         licence="Apache-2.0 (Michel-liu/GroupPose; its code derives from IDEA's ED-Pose and DINO, also Apache-2.0)",
+        paper_ap=_PAPER_AP[name],
     )
     for name, file_name, backbone, layout, attr, what in _MODEL_WEIGHTS
 )
