@@ -44,3 +44,15 @@ def test_bad_settings_are_one_line() -> None:
     assert res.exit_code != 0 and "--batches" in res.output
     with pytest.raises(ValueError, match="unknown modes"):
         bench_backbone("x", modes=["fp8"])
+
+
+def test_bench_device_follows_the_run_rule() -> None:
+    """--device defaults to auto (the CPU here) and a CUDA request without CUDA is one line."""
+    import torch
+
+    res = CliRunner().invoke(build_cli(), ["bench", "backbone", "no_such", "--device", "cuda"])
+    if torch.cuda.is_available():
+        pytest.skip("the machine has CUDA")
+    assert res.exit_code != 0 and "CUDA is not available" in res.output and "Traceback" not in res.output
+    res = CliRunner().invoke(build_cli(), ["bench", "--help"])
+    assert "[default: auto]" in res.output

@@ -7,6 +7,7 @@ import json
 import click
 
 from . import BuposeError
+from ._device import DEVICE_HELP, resolve_device
 
 __all__ = ["bench_group"]
 
@@ -45,7 +46,7 @@ def _size(text: str) -> tuple[int, int]:
 @click.option("--rounds", type=click.IntRange(min=1), default=3, show_default=True, help="Interleaved rounds (median).")
 @click.option("--warmup", type=click.IntRange(min=0), default=1, show_default=True)
 @click.option("--threads", type=click.IntRange(min=0), default=0, help="torch threads (0: torch's default).")
-@click.option("--device", default="cpu", show_default=True)
+@click.option("--device", default="auto", show_default=True, help=DEVICE_HELP)
 @click.option("--option", "option_items", multiple=True, metavar="KEY=VALUE", help="A pipeline option (repeatable).")
 @click.option("--output", type=click.Path(dir_okay=False), help="Also write the results as JSON here.")
 @click.pass_context
@@ -78,6 +79,7 @@ def bench_group(
         options = split_option_items(option_items)
     except ValueError as exc:
         raise BuposeError(str(exc)) from None
+    device, _ = resolve_device(device)
     if threads:
         torch.set_num_threads(threads)
     try:
@@ -105,7 +107,7 @@ def bench_group(
 @click.option("--warmup", type=click.IntRange(min=0), default=1, show_default=True)
 @click.option("--threads", type=click.IntRange(min=0), default=0, help="torch threads (0: torch's default).")
 @click.option("--kwargs", "kwargs_json", default="{}", help='Backbone settings as JSON, e.g. \'{"norm": "frozen_bn"}\'.')
-@click.option("--device", default="cpu", show_default=True)
+@click.option("--device", default="auto", show_default=True, help=DEVICE_HELP)
 def backbone_command(
     name: str, size: int, batches: str, modes: str, iters: int, warmup: int, threads: int, kwargs_json: str,
     device: str,
@@ -122,6 +124,7 @@ def backbone_command(
         raise BuposeError(f"--batches {batches!r} / --kwargs {kwargs_json!r}: {exc}") from None
     if not sizes or min(sizes) < 1 or not isinstance(kwargs, dict):
         raise BuposeError("--batches needs positive integers and --kwargs a JSON object")
+    device, _ = resolve_device(device)
     if threads:
         torch.set_num_threads(threads)
     try:
