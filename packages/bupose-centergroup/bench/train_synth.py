@@ -20,7 +20,9 @@ official one (transformer width 128, 3 layers, 4 heads, top-30 candidates); no s
 
 Then ``bupose eval`` on the held-out scenes with the official test (flip, single scale, input 128).
 Prints AP, wall and CPU times, load averages and the settings as one JSON line and writes them to
-OUT/summary.json (the measured run: ``bench/train_synth_result.json`` and the package README).
+OUT/summary.json. Measured with these defaults: AP 0.709 (AP50 0.976) on the 100 held-out scenes,
+18.6 min in all (stage 1 5.6 min, stage 2 12.5 min, eval 26 s) on a 2-core machine at load ~3;
+see ``bench/train_synth_result.json`` and the package README.
 """
 
 from __future__ import annotations
