@@ -27,6 +27,7 @@ __all__ = [
     "PredictionHead",
     "TransformerEncoder",
     "TransformerEncoderLayer",
+    "self_attention",
 ]
 
 
@@ -62,6 +63,36 @@ class KeypointEncoder(nn.Module):
         return self.mlp(pos) + self.type_embed(types)
 
 
+def self_attention(
+    mha: nn.MultiheadAttention, qk: torch.Tensor, value: torch.Tensor, key_padding_mask: torch.Tensor | None
+) -> torch.Tensor:
+    """``mha(qk, qk, value, key_padding_mask=key_padding_mask, need_weights=False)[0]`` for a
+    batch-first ``nn.MultiheadAttention`` with packed input projections (its parameters, its
+    dropout on the attention weights in training mode), with every product on contiguous
+    (B·heads, L, head_dim) operands (the CPU's fast matrix-multiply path)."""
+    b, n, e = qk.shape
+    h = mha.num_heads
+    d = e // h
+    w, bias = mha.in_proj_weight, mha.in_proj_bias
+    q, k = F.linear(qk, w[: 2 * e], None if bias is None else bias[: 2 * e]).split(e, dim=-1)
+    v = F.linear(value, w[2 * e :], None if bias is None else bias[2 * e :])
+
+    def heads(t: torch.Tensor) -> torch.Tensor:
+        return t.reshape(b, n, h, d).transpose(1, 2).reshape(b * h, n, d)
+
+    q, k, v = heads(q) * float(d) ** -0.5, heads(k), heads(v)
+    if key_padding_mask is not None:
+        bias_mask = torch.zeros((b, 1, n), dtype=q.dtype, device=q.device).masked_fill(key_padding_mask[:, None, :], float("-inf"))
+        scores = torch.baddbmm(bias_mask.repeat_interleave(h, dim=0), q, k.transpose(1, 2))
+    else:
+        scores = torch.bmm(q, k.transpose(1, 2))
+    attn = scores.softmax(dim=-1)
+    if mha.training and mha.dropout > 0:
+        attn = F.dropout(attn, mha.dropout)
+    out = torch.bmm(attn, v).reshape(b, h, n, d).transpose(1, 2).reshape(b, n, e)
+    return mha.out_proj(out)
+
+
 class TransformerEncoderLayer(nn.Module):
     """DETR post-norm encoder layer: self-attention with the position added to queries and keys,
     then the feed-forward block, each followed by residual + LayerNorm."""
@@ -78,8 +109,7 @@ class TransformerEncoderLayer(nn.Module):
         self.dropout2 = nn.Dropout(dropout)
 
     def forward(self, x: torch.Tensor, pos: torch.Tensor, key_padding_mask: torch.Tensor) -> torch.Tensor:
-        q = x + pos
-        attn = self.self_attn(q, q, x, key_padding_mask=key_padding_mask, need_weights=False)[0]
+        attn = self_attention(self.self_attn, x + pos, x, key_padding_mask)
         x = self.norm1(x + self.dropout1(attn))
         ff = self.linear2(self.dropout(F.relu(self.linear1(x))))
         return self.norm2(x + self.dropout2(ff))
@@ -123,17 +153,30 @@ class LocationAttention(nn.Module):
     def forward(
         self, centres: torch.Tensor, centre_pos: torch.Tensor, kps: torch.Tensor, kp_pos: torch.Tensor, kp_masked: torch.Tensor
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        b, p, _ = centres.shape
+        logits, _, values = self.attend(centres, centre_pos, kps, kp_pos, kp_masked)
+        return logits, values
+
+    def attend(
+        self, centres: torch.Tensor, centre_pos: torch.Tensor, kps: torch.Tensor, kp_pos: torch.Tensor, kp_masked: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """``(logits, softmax weights, values)``: the same quantities as projecting every keypoint to
+        per-joint keys and values, evaluated in the cheaper order (``q·(W_k x + b_k) = (qW_k)·x + q·b_k``
+        and ``Σ_k w_k (W_v x_k + b_v) = W_v Σ_k w_k x_k + b_v``, the weights summing to 1), so the
+        (B, K, J·head_dim) keys and values are never built."""
+        b, p, c = centres.shape
         k = kps.shape[1]
         j, d = self.num_joints, self.head_dim
-        q = self.q_linear(centres + centre_pos).reshape(b, p, j, d)
-        key = self.k_linear(kps + kp_pos).reshape(b, k, j, d)
-        v = self.v_linear(kps).reshape(b, k, j, d)
-        logits = torch.einsum("bpjd,bkjd->bpjk", q * self.scale, key)
+        q = self.q_linear(centres + centre_pos).reshape(b, p, j, d) * self.scale
+        w_k = self.k_linear.weight.reshape(j, d, c)
+        q_w = torch.einsum("bpjd,jdc->bpjc", q, w_k).reshape(b, p * j, c)
+        q_b = (q * self.k_linear.bias.reshape(j, d)).sum(-1)  # (B, P, J)
+        logits = torch.bmm(q_w, (kps + kp_pos).transpose(1, 2)).reshape(b, p, j, k) + q_b[..., None]
         logits = logits.masked_fill(kp_masked[:, None, None, :], float("-inf"))
         weights = logits.softmax(dim=-1)
-        values = torch.einsum("bpjk,bkjd->bpjd", weights, v)
-        return logits, values
+        pooled = torch.bmm(weights.reshape(b, p * j, k), kps).reshape(b, p, j, c)
+        w_v = self.v_linear.weight.reshape(j, d, c)
+        values = torch.einsum("bpjc,jdc->bpjd", pooled, w_v) + self.v_linear.bias.reshape(j, d)
+        return logits, weights, values
 
 
 class PredictionHead(nn.Module):
@@ -221,8 +264,7 @@ class GroupingModel(nn.Module):
             feats = xs[h]
             kp, c = feats[:, :kp_n], feats[:, kp_n:]
             kp_p, c_p = pos[:, :kp_n], pos[:, kp_n:]
-            logits, values = head.loc_attn(c, c_p, kp, kp_p, kp_masked)
-            weights = logits.softmax(dim=-1)
+            logits, weights, values = head.loc_attn.attend(c, c_p, kp, kp_p, kp_masked)
             locs.append(torch.einsum("bpjk,bkc->bpjc", weights, kp_xy))
             top = logits.max(dim=-1, keepdim=True).values
             ties = (logits == top).to(x.dtype)
