@@ -79,15 +79,3 @@ def test_sine_position_counts_valid_pixels() -> None:
     # x channel 64 is sin(cumulative x count / 1): 1, 2, 3, 4, then stays 4 in the padding
     torch.testing.assert_close(pos[0, 64, 0], torch.sin(torch.tensor([1.0, 2, 3, 4, 4, 4])))
     torch.testing.assert_close(pos[0, 0, :, 0], torch.sin(torch.tensor([1.0, 2, 3, 4])))
-
-
-def test_separable_max_pool_equals_max_pool() -> None:
-    import torch.nn.functional as F
-
-    from bupose.centergroup.nodes import separable_max_pool
-
-    g = torch.Generator().manual_seed(0)
-    x = torch.randn(2, 3, 37, 53, generator=g)
-    x[0, 0, 5:9, 7:12] = 1.5  # plateaus
-    for k in (5, 17):
-        assert torch.equal(separable_max_pool(x, k), F.max_pool2d(x, k, 1, k // 2))

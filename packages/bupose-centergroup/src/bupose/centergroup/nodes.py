@@ -5,7 +5,7 @@
   input-image size.
 - :func:`flip_average`: the flip test's per-branch average ``(own + mirror(other)[flip_index]) / 2``.
 - :func:`sine_position`: DETR's un-normalised sine position encoding over the un-padded area.
-- :func:`find_candidates`: NMS by max-pool (:func:`separable_max_pool`), top-k per type, the keep rule (score >= min_score or
+- :func:`find_candidates`: NMS by max-pool (core's exact separable ``max_filter``), top-k per type, the keep rule (score >= min_score or
   among the first ``min_top_k``, and inside the un-padded image).
 - :func:`bilinear_at`: values of ``F.interpolate(map, size, mode="bilinear", align_corners=False)``
   at integer output pixels, computed only there (no full-resolution feature map is built).
@@ -20,7 +20,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from bupose.core.algorithms.maps import flat_to_xy
+from bupose.core.algorithms.maps import flat_to_xy, max_filter
 
 from .grouping import Nodes
 
@@ -30,7 +30,6 @@ __all__ = [
     "bilinear_at",
     "extract_nodes",
     "find_candidates",
-    "separable_max_pool",
     "flip_average",
     "sine_position",
     "stage_average",
@@ -131,30 +130,11 @@ class Candidates:
     heatmap: torch.Tensor
 
 
-def _running_max(m: torch.Tensor, kernel: int) -> torch.Tensor:
-    """Max over a centred window of ``kernel`` along the last dim, -inf beyond the borders."""
-    r = kernel // 2
-    n = m.shape[-1]
-    p = F.pad(m, (r, r), value=float("-inf"))
-    out = p[..., 0:n]
-    for i in range(1, kernel):
-        out = torch.maximum(out, p[..., i : i + n])
-    return out
-
-
-def separable_max_pool(maps: torch.Tensor, kernel: int) -> torch.Tensor:
-    """``F.max_pool2d(maps, kernel, 1, kernel // 2)`` of (..., H, W) maps computed as a row pass then
-    a column pass of element-wise maxima: the same values (max is exact and the padding never wins),
-    much cheaper than PyTorch's CPU max-pool for the 17x17 centre NMS on full-resolution maps."""
-    rows = _running_max(maps, kernel)
-    return _running_max(rows.transpose(-1, -2), kernel).transpose(-1, -2)
-
-
 def find_candidates(heatmap: torch.Tensor, valid: torch.Tensor, config: ParsingConfig) -> Candidates:
     """Candidates of (B, T, H, W) ``heatmap`` inside the (B, H, W) ``valid`` mask (1 = image)."""
     b, t, h, w = heatmap.shape
     hm = heatmap * valid[:, None].to(heatmap.dtype)
-    peaks = hm * (separable_max_pool(hm, config.nms_kernel) == hm).to(hm.dtype)
+    peaks = hm * (max_filter(hm, config.nms_kernel) == hm).to(hm.dtype)
     score, index = peaks.reshape(b, t, h * w).topk(min(config.top_k, h * w), dim=2)
     x, y = flat_to_xy(index, w)
     rank = torch.arange(index.shape[-1], device=index.device)

@@ -40,6 +40,7 @@ from bupose.core.algorithms.geometry import (
 from bupose.core.algorithms.image import normalize_images
 from bupose.core.algorithms.tta import flip_input
 from bupose.core.amp import autocast
+from bupose.core.benchmark import Stopwatch, stage
 from bupose.core.inference import Pipeline, check_image
 from bupose.core.model import PoseModel
 from bupose.core.poses import Poses
@@ -220,26 +221,38 @@ class CenterGroupPipeline(Pipeline):
         return results
 
     @torch.inference_mode()
-    def predict_batch(self, images: Sequence[np.ndarray]) -> list[Poses]:
-        """Poses for each RGB uint8 (H, W, 3) image, in image pixels."""
+    def predict_batch(self, images: Sequence[np.ndarray], *, stopwatch: Stopwatch | None = None) -> list[Poses]:
+        """Poses for each RGB uint8 (H, W, 3) image, in image pixels.
+
+        ``stopwatch`` (``bupose bench``) accumulates the ``forward`` stage (resize, normalise, network
+        on both flip branches and every scale) and the ``decode`` stage (node extraction, grouping
+        transformer, flip merge, pose scores, back-projection).
+        """
         if len(images) == 0:
             return []
         arrays = [check_image(im, k) for k, im in enumerate(images)]
         order = _scale_order(self.scales)
-        prepared = [[prepare_image(a, self.input_size, self.scales[j], self.size_multiple) for j in order] for a in arrays]
+        out: list[Poses | None] = [None] * len(arrays)
+        with stage(stopwatch, "forward"):
+            prepared = [
+                [prepare_image(a, self.input_size, self.scales[j], self.size_multiple) for j in order] for a in arrays
+            ]
         groups: dict[tuple[int, int], list[int]] = {}
         for i, p in enumerate(prepared):
             groups.setdefault(p[0].meta.size_wh, []).append(i)
-        out: list[Poses | None] = [None] * len(arrays)
         for idx in groups.values():
-            inputs = [
-                normalize_images([prepared[i][s].image for i in idx], self.device).contiguous() for s in range(len(order))
-            ]
-            vf = torch.from_numpy(np.stack([prepared[i][0].valid_full for i in idx]))
-            vq = torch.from_numpy(np.stack([prepared[i][0].valid_quarter for i in idx]))
-            for k, res in zip(idx, self.forward_tensors(inputs, vf, vq), strict=True):
-                pts = back_project(res.poses.cpu().numpy(), prepared[k][0].meta)
-                out[k] = Poses(pts[..., :3], res.scores.cpu().numpy(), self.model.layout.name)
+            with stage(stopwatch, "forward"):
+                inputs = [
+                    normalize_images([prepared[i][s].image for i in idx], self.device).contiguous()
+                    for s in range(len(order))
+                ]
+                maps = self.network_maps(inputs)
+            with stage(stopwatch, "decode"):
+                vf = torch.from_numpy(np.stack([prepared[i][0].valid_full for i in idx]))
+                vq = torch.from_numpy(np.stack([prepared[i][0].valid_quarter for i in idx]))
+                for k, res in zip(idx, self.group_and_decode(maps, vf, vq), strict=True):
+                    pts = back_project(res.poses.cpu().numpy(), prepared[k][0].meta)
+                    out[k] = Poses(pts[..., :3], res.scores.cpu().numpy(), self.model.layout.name)
         return [p for p in out if p is not None]
 
 
