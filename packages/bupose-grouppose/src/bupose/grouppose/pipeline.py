@@ -26,6 +26,7 @@ import numpy as np
 import torch
 
 from bupose.core.amp import autocast
+from bupose.core.benchmark import Stopwatch, stage
 from bupose.core.inference import Pipeline, check_image
 from bupose.core.model import PoseModel
 from bupose.core.poses import Poses
@@ -75,12 +76,17 @@ class GroupPosePipeline(Pipeline):
             out = self.model(batch)
         return {"pred_logits": out["pred_logits"].float(), "pred_keypoints": out["pred_keypoints"].float()}
 
-    def raw_results(self, images: Sequence[np.ndarray]) -> list[PostProcessed]:
-        """PostProcess selections (all 50, both classes) for each image, in original-image pixels."""
+    def raw_results(self, images: Sequence[np.ndarray], *, stopwatch: Stopwatch | None = None) -> list[PostProcessed]:
+        """PostProcess selections (all 50, both classes) for each image, in original-image pixels.
+
+        ``stopwatch`` (``bupose bench``) accumulates the ``forward`` stage (resize, normalise, pad,
+        network) and the ``decode`` stage (PostProcess top-k and scaling to image pixels).
+        """
         arrays = [check_image(im, k) for k, im in enumerate(images)]
         if not arrays:
             return []
-        tensors = self.prepare(arrays)
+        with stage(stopwatch, "forward"):
+            tensors = self.prepare(arrays)
         if self.batch_mode == "pad":
             groups = [list(range(len(arrays)))]
         else:
@@ -90,14 +96,19 @@ class GroupPosePipeline(Pipeline):
             groups = list(by_size.values())
         results: list[PostProcessed | None] = [None] * len(arrays)
         for idx in groups:
-            out = self.network([tensors[i] for i in idx])
-            orig = [arrays[i].shape[:2] for i in idx]
-            for i, res in zip(idx, postprocess(out["pred_logits"], out["pred_keypoints"], orig, self.num_select)):
-                results[i] = res
+            with stage(stopwatch, "forward"):
+                out = self.network([tensors[i] for i in idx])
+            with stage(stopwatch, "decode"):
+                orig = [arrays[i].shape[:2] for i in idx]
+                for i, res in zip(idx, postprocess(out["pred_logits"], out["pred_keypoints"], orig, self.num_select)):
+                    results[i] = res
         return [r for r in results if r is not None]
 
     @torch.inference_mode()
-    def predict_batch(self, images: Sequence[np.ndarray]) -> list[Poses]:
-        """Poses (person class) for each RGB uint8 (H, W, 3) image, in image pixels."""
+    def predict_batch(self, images: Sequence[np.ndarray], *, stopwatch: Stopwatch | None = None) -> list[Poses]:
+        """Poses (person class) for each RGB uint8 (H, W, 3) image, in image pixels (``stopwatch``:
+        see :meth:`raw_results`)."""
         k = self.model.layout.num_keypoints
-        return [to_poses(r, self.model.layout.name, k) for r in self.raw_results(images)]
+        results = self.raw_results(images, stopwatch=stopwatch)
+        with stage(stopwatch, "decode"):
+            return [to_poses(r, self.model.layout.name, k) for r in results]
