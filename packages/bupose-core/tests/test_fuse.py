@@ -221,3 +221,30 @@ def test_fingerprint_changes_on_replacement_and_in_place_updates() -> None:
     fp = parameter_fingerprint(net)
     net.weight = nn.Parameter(net.weight.detach().clone())
     assert parameter_fingerprint(net) != fp
+
+
+def test_pointwise_convs_run_onednn_and_keep_the_function() -> None:
+    from bupose.core.fuse import PointwiseConv2d, use_pointwise_convs
+
+    torch.manual_seed(0)
+    net = nn.Sequential(
+        nn.Conv2d(8, 16, 1), nn.Conv2d(16, 16, 3, padding=1), nn.Conv2d(16, 4, 1, bias=False),
+        nn.Conv2d(4, 4, 1, stride=2), nn.Conv2d(4, 4, 1, groups=2),
+    ).eval()
+    x = torch.randn(2, 8, 12, 10).contiguous(memory_format=torch.channels_last)
+    with torch.no_grad():
+        want = net(x)
+    state = {k: v.clone() for k, v in net.state_dict().items()}
+    assert use_pointwise_convs(net) == 2  # 1x1 stride 1 ungrouped only
+    assert [type(m) is PointwiseConv2d for m in net] == [True, False, True, False, False]
+    assert all(torch.equal(state[k], v) for k, v in net.state_dict().items())
+    with torch.no_grad():
+        got = net(x)
+        torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-5)
+        torch.testing.assert_close(net(x.contiguous()), want, rtol=1e-5, atol=1e-5)  # NCHW input too
+    # with gradients wanted it is the plain convolution (oneDNN's op is inference-only here)
+    xg = x.clone().requires_grad_(True)
+    net(xg).sum().backward()
+    assert xg.grad is not None and xg.grad.shape == x.shape
+    opt = optimize_for_inference(net, x, channels_last=True)
+    assert sum(type(m) is PointwiseConv2d for m in opt.modules()) == 2
