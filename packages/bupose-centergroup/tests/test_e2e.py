@@ -25,6 +25,7 @@ from bupose.core.algorithms.geometry import back_project
 from bupose.core.algorithms.image import normalize_images
 from bupose.core.cli import build_cli
 from bupose.core.inference import load_model
+from bupose.core.testing import bench_stage_results
 
 IMAGES = DATA / "dekr_e2e"
 NAMES = ("000000000011.png", "000000000012.png")
@@ -135,16 +136,4 @@ def test_multi_scale_runs_and_differs(estimator: Any, images: list[np.ndarray]) 
 
 def test_bench_reports_forward_and_decode(tmp_path: Path) -> None:
     """`bupose bench --head centergroup`: network vs node extraction + grouping + flip merge, side by side."""
-    out = tmp_path / "bench.json"
-    args = [
-        "bench", "--head", "centergroup", "--backbone", "hrnet_w18_small", "--batch-sizes", "1,2", "--images", "2",
-        "--image-size", "48x64", "--rounds", "1", "--warmup", "0", "--threads", "1",
-        "--option", "input_size=64", "--output", str(out),
-    ]  # fmt: skip
-    res = CliRunner().invoke(build_cli(), args)
-    assert res.exit_code == 0, res.output
-    results = json.loads(out.read_text())["results"]
-    assert [r["name"] for r in results] == ["fp32 b1", "fp32 b2"]
-    for r in results:
-        assert set(r["stages_wall"]) == {"forward", "decode"} and r["wall"] > 0
-        assert r["stages_wall"]["forward"] + r["stages_wall"]["decode"] <= r["wall"] * 1.01
+    bench_stage_results("centergroup", "hrnet_w18_small", {"input_size": "64"}, tmp_path)

@@ -12,6 +12,7 @@ import torch
 from bupose.core.amp import cpu_has_native_bf16
 from bupose.core.model import build_model
 from bupose.core.options import OptionError
+from bupose.core.testing import bench_stage_results
 from bupose.grouppose.pipeline import GroupPosePipeline
 
 SMALL = {"num_queries": 10, "enc_layers": 1, "dec_layers": 2, "dim_feedforward": 64, "hidden_dim": 64, "nheads": 4}
@@ -68,22 +69,4 @@ def test_refusals(model, values: dict, message: str) -> None:
 
 def test_bench_reports_forward_and_decode(tmp_path) -> None:
     """`bupose bench --head grouppose`: network vs PostProcess, side by side, batch 1 and padded batch 2."""
-    import json
-
-    from click.testing import CliRunner
-
-    from bupose.core.cli import build_cli
-
-    out = tmp_path / "bench.json"
-    args = [
-        "bench", "--head", "grouppose", "--backbone", "resnet18", "--batch-sizes", "1,2", "--images", "2",
-        "--image-size", "48x64", "--rounds", "1", "--warmup", "0", "--threads", "1",
-        "--option", "input_size=64", "--option", "batch_mode=pad", "--output", str(out),
-    ]  # fmt: skip
-    res = CliRunner().invoke(build_cli(), args)
-    assert res.exit_code == 0, res.output
-    results = json.loads(out.read_text())["results"]
-    assert [r["name"] for r in results] == ["fp32 b1", "fp32 b2"]
-    for r in results:
-        assert set(r["stages_wall"]) == {"forward", "decode"} and r["wall"] > 0
-        assert r["stages_wall"]["forward"] + r["stages_wall"]["decode"] <= r["wall"] * 1.01
+    bench_stage_results("grouppose", "resnet18", {"input_size": "64", "batch_mode": "pad"}, tmp_path)

@@ -23,6 +23,7 @@ from click.testing import CliRunner
 from bupose.core.algorithms.nms import pose_nms
 from bupose.core.cli import build_cli
 from bupose.core.inference import load_model
+from bupose.core.testing import bench_stage_results
 from bupose.logocap.decode import LogoCapDecoder
 from bupose.logocap.pipeline import LogoCapPipeline
 
@@ -164,16 +165,4 @@ def test_bupose_run_end_to_end(ckpt: Path, estimator: Any, images: list[np.ndarr
 
 
 def test_bench_reports_forward_and_decode(tmp_path: Path) -> None:
-    out = tmp_path / "bench.json"
-    args = [
-        "bench", "--head", "logocap", "--backbone", "hrnet_w18_small", "--batch-sizes", "1,2", "--images", "2",
-        "--image-size", "48x64", "--rounds", "1", "--warmup", "0", "--threads", "1",
-        "--option", "input_size=64", "--output", str(out),
-    ]  # fmt: skip
-    res = CliRunner().invoke(build_cli(), args)
-    assert res.exit_code == 0, res.output
-    results = json.loads(out.read_text())["results"]
-    assert [r["name"] for r in results] == ["fp32 b1", "fp32 b2"]
-    for r in results:
-        assert set(r["stages_wall"]) == {"forward", "decode"} and r["wall"] > 0
-        assert r["stages_wall"]["forward"] + r["stages_wall"]["decode"] <= r["wall"] * 1.01
+    bench_stage_results("logocap", "hrnet_w18_small", {"input_size": "64"}, tmp_path)

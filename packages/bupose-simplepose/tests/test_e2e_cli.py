@@ -15,6 +15,7 @@ from _sp_golden import load, official_state_dict
 from click.testing import CliRunner
 
 from bupose.core.cli import build_cli
+from bupose.core.testing import bench_stage_results
 
 
 @pytest.fixture(scope="module")
@@ -70,14 +71,4 @@ def test_convert_then_run_equivalent(official_file: Path, tmp_path: Path) -> Non
 
 
 def test_bench_reports_forward_and_decode(tmp_path: Path) -> None:
-    out = tmp_path / "bench.json"
-    args = [
-        "bench", "--head", "simplepose", "--backbone", "imhn", "--batch-sizes", "1", "--images", "1",
-        "--image-size", "48x64", "--rounds", "1", "--warmup", "0", "--threads", "1",
-        "--option", "input_size=64", "--option", "scales=1", "--output", str(out),
-    ]  # fmt: skip
-    res = CliRunner().invoke(build_cli(), args)
-    assert res.exit_code == 0, res.output
-    (r,) = json.loads(out.read_text())["results"]
-    assert set(r["stages_wall"]) == {"forward", "decode"} and r["wall"] > 0
-    assert r["stages_wall"]["forward"] + r["stages_wall"]["decode"] <= r["wall"] * 1.01
+    bench_stage_results("simplepose", "imhn", {"input_size": "64", "scales": "1"}, tmp_path, batch_sizes=(1,))
