@@ -18,7 +18,7 @@ from typing import Any
 
 import torch
 
-from bupose.core.weights import CheckpointError, CheckpointMismatchError
+from bupose.core.weights import CheckpointError, CheckpointMismatchError, unwrap_checkpoint
 
 __all__ = ["OFFICIAL", "SimplePoseConverter", "expected_keys", "from_official", "to_official", "unwrap"]
 
@@ -29,23 +29,9 @@ NUM_KEYS_NO_BN = 1504
 
 
 def unwrap(obj: Mapping[str, Any], where: str = "checkpoint") -> dict[str, torch.Tensor]:
-    """The tensor state_dict inside an official file: ``weights`` wrapper opened, ``module.`` removed."""
-    sd: Mapping[str, Any] = obj
-    if not all(isinstance(v, torch.Tensor) for v in sd.values()):
-        for key in ("weights", "state_dict", "model"):
-            inner = sd.get(key)
-            if isinstance(inner, Mapping) and inner and all(isinstance(v, torch.Tensor) for v in inner.values()):
-                sd = inner
-                break
-        else:
-            kinds = ", ".join(f"{k}: {type(v).__name__}" for k, v in list(sd.items())[:8])
-            raise CheckpointError(
-                f"{where}: expected a state_dict of tensors or a dict with a 'weights' entry holding one; "
-                f"found {{{kinds}}}"
-            )
-    if sd and all(k.startswith("module.") for k in sd):
-        sd = {k[len("module.") :]: v for k, v in sd.items()}
-    return dict(sd)
+    """The tensor state_dict inside an official file (core's :func:`~bupose.core.weights.unwrap_checkpoint`:
+    the ``weights`` wrapper of SimplePose's training files opened, ``module.`` removed)."""
+    return unwrap_checkpoint(obj, where, wrappers=("weights", "state_dict", "model"))
 
 
 def _looks_official(sd: Mapping[str, Any]) -> bool:
