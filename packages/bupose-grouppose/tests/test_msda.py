@@ -85,7 +85,7 @@ def test_module_runs_the_op_in_float32_under_autocast() -> None:
     torch.testing.assert_close(low.float(), full, rtol=5e-2, atol=5e-2)
 
 
-@pytest.mark.parametrize("heads,points", [(8, 4), (4, 2), (2, 1)])
+@pytest.mark.parametrize(("heads", "points"), [(8, 4), (4, 2), (2, 1)])
 def test_module_sampling_locations_are_the_per_level_quotients(monkeypatch, heads: int, points: int) -> None:
     """MSDeformAttn divides each sampling offset by its level's (W, H) along a flat vector; the
     locations handed to the op are exactly ``reference + offset / (W_l, H_l)`` broadcast per (head,
@@ -105,7 +105,7 @@ def test_module_sampling_locations_are_the_per_level_quotients(monkeypatch, head
     starts = torch.tensor([0, 30, 51, 53], dtype=torch.long)
     seen: list[torch.Tensor] = []
 
-    def spy(value, spatial_shapes, level_start_index, locations, weights):  # noqa: ANN001, ANN202
+    def spy(value, spatial_shapes, level_start_index, locations, weights):
         seen.append(locations)
         return value.new_zeros(value.shape[0], locations.shape[1], value.shape[2] * value.shape[3]) + locations.sum()
 
