@@ -83,3 +83,37 @@ def test_module_runs_the_op_in_float32_under_autocast() -> None:
             low = attn(q, ref, value, shapes, starts)
     assert low.dtype == torch.bfloat16
     torch.testing.assert_close(low.float(), full, rtol=5e-2, atol=5e-2)
+
+
+@pytest.mark.parametrize(("heads", "points"), [(8, 4), (4, 2), (2, 1)])
+def test_module_sampling_locations_are_the_per_level_quotients(monkeypatch, heads: int, points: int) -> None:
+    """MSDeformAttn divides each sampling offset by its level's (W, H) along a flat vector; the
+    locations handed to the op are exactly ``reference + offset / (W_l, H_l)`` broadcast per (head,
+    level, point), on non-square levels, with and without gradients."""
+    from bupose.grouppose.transformer import MSDeformAttn
+
+    torch.manual_seed(0)
+    shapes = [(6, 5), (3, 7), (2, 1), (1, 3)]
+    m = MSDeformAttn(32, len(shapes), heads, points)
+    torch.nn.init.normal_(m.sampling_offsets.weight, std=0.5)
+    n, lq = 2, 11
+    s = sum(h * w for h, w in shapes)
+    query = torch.randn(n, lq, 32, requires_grad=True)
+    value = torch.randn(n, s, 32)
+    ref = torch.rand(n, lq, len(shapes), 2)
+    spatial = torch.tensor(shapes, dtype=torch.long)
+    starts = torch.tensor([0, 30, 51, 53], dtype=torch.long)
+    seen: list[torch.Tensor] = []
+
+    def spy(value, spatial_shapes, level_start_index, locations, weights):
+        seen.append(locations)
+        return value.new_zeros(value.shape[0], locations.shape[1], value.shape[2] * value.shape[3]) + locations.sum()
+
+    monkeypatch.setattr("bupose.grouppose.transformer.get_op", lambda name, device: spy)
+    m(query, ref, value, spatial, starts).sum().backward()
+    offsets = m.sampling_offsets(query).view(n, lq, heads, len(shapes), points, 2)
+    wh = torch.tensor([[w, h] for h, w in shapes], dtype=torch.float32)
+    expected = ref[:, :, None, :, None, :] + offsets / wh[None, None, None, :, None, :]
+    assert seen[0].shape == (n, lq, heads, len(shapes), points, 2)
+    assert torch.equal(seen[0], expected)
+    assert query.grad is not None and torch.isfinite(query.grad).all() and query.grad.abs().sum() > 0

@@ -62,6 +62,31 @@ def test_codec_decode_of_the_ideal_output_gives_the_people_back() -> None:
     np.testing.assert_allclose(poses.keypoints[0, :, :2], expect, atol=1e-3)
 
 
+def test_an_image_without_people_encodes_and_trains() -> None:
+    """A crop can leave nobody labelled: the codec gives no instances (every query empty) and the
+    loss of a batch mixing such an image with a populated one is finite, with gradients."""
+    from bupose.core.batch import Batch
+    from bupose.grouppose.criterion import SetCriterion
+
+    codec = GroupPoseCodec("coco17", 96, num_queries=6)
+    nobody = dict(_sample(), keypoints=np.zeros((3, 17, 3)), areas=np.array([50.0, 60.0, 70.0]))
+    for s in (nobody, dict(_sample(), keypoints=np.zeros((0, 17, 3)), areas=np.zeros(0), iscrowd=np.zeros(0))):
+        enc = codec.encode(s)
+        assert enc.instances["keypoints"].shape == (0, 17, 3) and enc.instances["areas"].shape == (0,)
+        assert torch.all(enc.dense["pred_logits"][:, 1] < 0)
+    crit = SetCriterion(LAYOUT)
+    inst = [codec.encode(nobody).instances, codec.encode(_sample()).instances]
+    targets = crit.targets_from_batch(Batch(torch.zeros(2, 3, 8, 8), instances=inst))
+    assert [t["keypoints"].shape for t in targets] == [(0, 51), (2, 51)]
+    torch.manual_seed(0)
+    logits = torch.randn(2, 6, 2, requires_grad=True)
+    kp = torch.cat([torch.rand(2, 6, 34), torch.full((2, 6, 17), 0.7311)], -1).requires_grad_(True)
+    losses = crit({"pred_logits": logits, "pred_keypoints": kp}, targets)
+    assert all(torch.isfinite(v) for v in losses.values())
+    (losses["loss_ce"] + losses["loss_keypoints"] + losses["loss_oks"]).backward()
+    assert kp.grad is not None and kp.grad[1].abs().sum() > 0 and kp.grad[0].abs().sum() == 0
+
+
 @pytest.mark.parametrize("seed", range(6))
 def test_augmentation_geometry(seed: int) -> None:
     aug = DetrAugmentation(160, layout=LAYOUT)

@@ -82,7 +82,7 @@ class GroupPoseCodec(BaseCodec):
         ideal[:, 2 * k :] = VISIBILITY
         n = min(len(norm), q)
         logits[:n, 1] = _CONFIDENT
-        ideal[:n, : 2 * k] = torch.from_numpy(norm[:n, :, :2].reshape(n, -1)).float()
+        ideal[:n, : 2 * k] = torch.from_numpy(norm[:n, :, :2].reshape(n, 2 * k)).float()
         return Encoded(
             dense={"pred_logits": logits, "pred_keypoints": ideal},
             instances={"keypoints": torch.from_numpy(norm).float(), "areas": torch.from_numpy(areas).float()},

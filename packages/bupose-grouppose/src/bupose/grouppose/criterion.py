@@ -154,7 +154,7 @@ class SetCriterion(nn.Module):
                 raise ValueError(f"grouppose loss: instances of image {i} need 'keypoints' and 'areas', got {sorted(inst)}")
             kp = inst["keypoints"].float()
             n = kp.shape[0]
-            flat = torch.cat([kp[:, :, :2].reshape(n, -1), kp[:, :, 2]], 1)
+            flat = torch.cat([kp[:, :, :2].reshape(n, 2 * kp.shape[1]), kp[:, :, 2]], 1)
             out.append({"labels": torch.ones(n, dtype=torch.int64, device=kp.device), "keypoints": flat,
                         "area": inst["areas"].float().reshape(n)})  # fmt: skip
         return out

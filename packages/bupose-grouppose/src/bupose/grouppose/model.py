@@ -64,7 +64,8 @@ class GroupPoseHead(Head):
 
     Keyword arguments (official defaults): ``hidden_dim`` 256, ``num_queries`` 100, ``nheads`` 8,
     ``enc_layers`` / ``dec_layers`` 6, ``dim_feedforward`` 2048, ``dropout`` 0, ``enc_n_points`` /
-    ``dec_n_points`` 4, ``inplace_pos_quirk`` True, ``freeze_backbone_bn`` True; loss settings are the :class:`~bupose.grouppose.
+    ``dec_n_points`` 4, ``inplace_pos_quirk`` True, ``freeze_backbone_bn`` True, ``backbone_lr_scale``
+    0.1 (training: the backbone's learning rate relative to the run's); loss settings are the :class:`~bupose.grouppose.
     criterion.SetCriterion` ones (``cls_loss_coef`` 2, ``keypoints_loss_coef`` 10, ``oks_loss_coef`` 4,
     ``interm_loss_coef`` 1, ``focal_alpha`` 0.25, matcher costs 2/10/4).
     """
@@ -99,6 +100,7 @@ class GroupPoseHead(Head):
         dec_n_points: int = 4,
         inplace_pos_quirk: bool = True,
         freeze_backbone_bn: bool = True,
+        backbone_lr_scale: float = 0.1,
         cls_loss_coef: float = 2.0,
         keypoints_loss_coef: float = 10.0,
         oks_loss_coef: float = 4.0,
@@ -119,6 +121,9 @@ class GroupPoseHead(Head):
         self.hidden_dim = hidden_dim
         self.inplace_pos_quirk = bool(inplace_pos_quirk)
         self.freeze_backbone_bn = bool(freeze_backbone_bn)
+        if not backbone_lr_scale >= 0:
+            raise ValueError(f"grouppose: backbone_lr_scale must be >= 0, got {backbone_lr_scale}")
+        self.backbone_lr_scale = float(backbone_lr_scale)
         chans = [input_shapes[n].channels for n in self.feature_names]
         projs: list[nn.Module] = [
             nn.Sequential(nn.Conv2d(c, hidden_dim, kernel_size=1), nn.GroupNorm(32, hidden_dim)) for c in chans
@@ -174,10 +179,10 @@ class GroupPoseHead(Head):
             nn.init.constant_(mlp.layers[-1].bias, 0)
 
     def param_group_rules(self) -> list[ParamGroupRule]:
-        """The backbone at lr x 0.1 (official 1e-5 for lr 1e-4) with its batch norms frozen
-        (GroupPose's FrozenBatchNorm2d) unless ``freeze_backbone_bn=False`` (a backbone trained from
-        scratch has no statistics worth freezing)."""
-        return [ParamGroupRule("backbone.", lr_scale=0.1, freeze_bn=self.freeze_backbone_bn)]
+        """The backbone at lr x ``backbone_lr_scale`` (official 0.1: 1e-5 for lr 1e-4) with its batch
+        norms frozen (GroupPose's FrozenBatchNorm2d) unless ``freeze_backbone_bn=False`` (a backbone
+        trained from scratch has no statistics worth freezing)."""
+        return [ParamGroupRule("backbone.", lr_scale=self.backbone_lr_scale, freeze_bn=self.freeze_backbone_bn)]
 
     def _levels(
         self, features: Mapping[str, torch.Tensor], batch: Batch | None
