@@ -8,7 +8,7 @@ import _grouppose_golden as _golden
 import pytest
 import torch
 
-from bupose.core.ops import op_choices
+from bupose.core.ops import op_choices, reference
 
 FIX = _golden.fixture("msda_core.pt")
 CHOICES = [c for c in op_choices("ms_deform_attn") if c.available and "cpu" in c.spec.devices]
@@ -46,7 +46,20 @@ def test_gradients(choice, case: int) -> None:
     out = op(*args)
     (out * FIX[f"case{case}/input/grad_weight"]).sum().backward()
     for i, name in ((0, "value"), (3, "sampling_locations"), (4, "attention_weights")):
-        torch.testing.assert_close(args[i].grad, FIX[f"case{case}/grad/{name}"], rtol=0, atol=1e-5, msg=name)
+        # abs 1e-5 (the fixture README) and 1e-5 relative: location gradients reach ~70 (one float32 ulp
+        # 7.6e-6) and the fixture itself is 6.4e-5 away from the float64 value there, so a kernel that
+        # sums in another order than autograd through grid_sample (the C++ op) differs by a few ulps
+        torch.testing.assert_close(args[i].grad, FIX[f"case{case}/grad/{name}"], rtol=1e-5, atol=1e-5, msg=name)
+    # and it is as accurate as the official float32 computation, measured against float64
+    exact = [a.double() if a.is_floating_point() else a for a in _args(case, grad=False)]
+    for i in (0, 3, 4):
+        exact[i] = exact[i].detach().requires_grad_(True)
+    (reference.ms_deform_attn(*exact) * FIX[f"case{case}/input/grad_weight"].double()).sum().backward()
+    for i, name in ((0, "value"), (3, "sampling_locations"), (4, "attention_weights")):
+        truth = exact[i].grad
+        ours = float((args[i].grad.double() - truth).abs().max())
+        official = float((FIX[f"case{case}/grad/{name}"].double() - truth).abs().max())
+        assert ours <= 2 * official + 1e-6, (name, ours, official)
 
 
 def test_module_uses_the_op_lookup(monkeypatch) -> None:
