@@ -134,6 +134,6 @@ def test_multi_scale_runs_and_differs(estimator: Any, images: list[np.ndarray]) 
     assert len(multi) != len(single) or not np.allclose(multi.keypoints, single.keypoints)
 
 
-def test_bench_reports_forward_and_decode(tmp_path: Path) -> None:
+def test_bench_reports_forward_and_decode() -> None:
     """`bupose bench --head centergroup`: network vs node extraction + grouping + flip merge, side by side."""
-    bench_stage_results("centergroup", "hrnet_w18_small", {"input_size": "64"}, tmp_path)
+    bench_stage_results("centergroup", "hrnet_w18_small", {"input_size": "64"})

@@ -67,6 +67,6 @@ def test_refusals(model, values: dict, message: str) -> None:
         GroupPosePipeline(model, **values)
 
 
-def test_bench_reports_forward_and_decode(tmp_path) -> None:
+def test_bench_reports_forward_and_decode() -> None:
     """`bupose bench --head grouppose`: network vs PostProcess, side by side, batch 1 and padded batch 2."""
-    bench_stage_results("grouppose", "resnet18", {"input_size": "64", "batch_mode": "pad"}, tmp_path)
+    bench_stage_results("grouppose", "resnet18", {"input_size": "64", "batch_mode": "pad"})

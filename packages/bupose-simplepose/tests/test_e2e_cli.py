@@ -70,5 +70,5 @@ def test_convert_then_run_equivalent(official_file: Path, tmp_path: Path) -> Non
     assert meta["head"] == "simplepose" and meta["backbone"] == "imhn"
 
 
-def test_bench_reports_forward_and_decode(tmp_path: Path) -> None:
-    bench_stage_results("simplepose", "imhn", {"input_size": "64", "scales": "1"}, tmp_path, batch_sizes=(1,))
+def test_bench_reports_forward_and_decode() -> None:
+    bench_stage_results("simplepose", "imhn", {"input_size": "64", "scales": "1"}, batch_sizes=(1,))

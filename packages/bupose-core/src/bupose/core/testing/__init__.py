@@ -507,28 +507,19 @@ class DecoderContract:
 
 
 def bench_stage_results(
-    head: str, backbone: str, options: Mapping[str, str], tmp_dir: Any, batch_sizes: Sequence[int] = (1, 2)
+    head: str, backbone: str, options: Mapping[str, str], batch_sizes: Sequence[int] = (1, 2)
 ) -> list[dict[str, Any]]:
-    """Run ``bupose bench --head HEAD --backbone BACKBONE`` on two tiny random images (one thread,
-    one round, the given ``--option`` values) and check what every pipeline owes the benchmark: one
-    row per batch size, each reporting its ``forward`` and ``decode`` stages, which add up to no more
-    than the total. Returns the JSON rows for further checks."""
-    import json
-    from pathlib import Path
+    """Run ``bupose bench``'s measurement (:func:`bupose.core.benchmark.bench_pipeline`) of HEAD on
+    BACKBONE on two tiny random images (one round, the given ``--option`` values) and check what
+    every pipeline owes the benchmark: one row per batch size, each reporting its ``forward`` and
+    ``decode`` stages, which add up to no more than the total. Returns the rows as dicts."""
+    from ..benchmark import bench_pipeline
 
-    from click.testing import CliRunner
-
-    from ..cli import build_cli
-
-    out = Path(tmp_dir) / "bench.json"
-    args = [
-        "bench", "--head", head, "--backbone", backbone, "--batch-sizes", ",".join(map(str, batch_sizes)),
-        "--images", "2", "--image-size", "48x64", "--rounds", "1", "--warmup", "0", "--threads", "1",
-        "--output", str(out), *[x for k, v in options.items() for x in ("--option", f"{k}={v}")],
-    ]  # fmt: skip
-    res = CliRunner().invoke(build_cli(), args)
-    assert res.exit_code == 0, res.output
-    rows = json.loads(out.read_text())["results"]
+    results = bench_pipeline(
+        head, backbone, batch_sizes=tuple(batch_sizes), images=2, image_size=(48, 64), rounds=1, warmup=0,
+        options=dict(options),
+    )  # fmt: skip
+    rows = [r.as_dict() for r in results]
     assert [r["name"] for r in rows] == [f"fp32 b{b}" for b in batch_sizes]
     for r in rows:
         assert set(r["stages_wall"]) == {"forward", "decode"} and r["wall"] > 0, r
