@@ -28,6 +28,7 @@ see ``bench/train_synth_result.json`` and the package README.
 from __future__ import annotations
 
 import argparse
+import copy
 import json
 import os
 import resource
@@ -37,7 +38,9 @@ import time
 from pathlib import Path
 from typing import Any
 
-AUGMENT = {"scale_range": [0.8, 1.25], "max_rotation": 15.0, "max_translate": 10.0}
+from bupose.core.engine.config import CPU_RECIPE
+
+AUGMENT = CPU_RECIPE["augment"]
 
 
 def run(*args: str) -> None:
@@ -54,20 +57,10 @@ def children_cpu_s() -> float:
 def settings_for(a: argparse.Namespace, stage: int) -> dict[str, Any]:
     """The TrainConfig settings of stage ``stage`` (1 or 2)."""
     common: dict[str, Any] = {
+        **copy.deepcopy(CPU_RECIPE),  # the demo's CPU recipe: Adam, 30 warm-up, x0.1 at 80 %, mild affine
         "input_size": a.size,
         "batch_size": a.batch_size,
-        "optimizer": "adam",
-        "weight_decay": 0.0,
-        "warmup_steps": 30,
-        "lr_schedule": "multistep",
-        "lr_milestones": [0.8],
-        "lr_factor": 0.1,
-        "workers": 0,
         "threads": a.threads,
-        "ckpt_every": 100,
-        "log_every": 10,
-        "eval_every": 0,
-        "tensorboard": False,
         "progress": False,
         "time_limit_s": a.time_limit_s,
     }

@@ -26,6 +26,7 @@ and ``bench/train_synth_result.json``.
 from __future__ import annotations
 
 import argparse
+import copy
 import json
 import os
 import subprocess
@@ -33,6 +34,8 @@ import sys
 import time
 from pathlib import Path
 from typing import Any
+
+from bupose.core.engine.config import CPU_RECIPE
 
 
 def run(*args: str) -> None:
@@ -43,26 +46,15 @@ def run(*args: str) -> None:
 def settings_for(a: argparse.Namespace) -> dict[str, Any]:
     """The TrainConfig settings of the run."""
     return {
+        **copy.deepcopy(CPU_RECIPE),  # the demo's CPU recipe: Adam, 30 warm-up, x0.1 at 80 %, mild affine
         "input_size": a.size,
         "batch_size": a.batch_size,
         "steps": a.steps,
-        "optimizer": "adam",
         "lr": a.lr,
-        "weight_decay": 0.0,
-        "warmup_steps": 30,
-        "lr_schedule": "multistep",
-        "lr_milestones": [0.8],
-        "lr_factor": 0.1,
-        "workers": 0,
         "threads": a.threads,
-        "ckpt_every": 100,
-        "log_every": 10,
-        "eval_every": 0,
-        "tensorboard": False,
         "progress": False,
         "time_limit_s": a.time_limit_s,
         "head_kwargs": {"kam_channels": list(a.kam_channels), "embedding_dim": a.embedding_dim},
-        "augment": {"scale_range": [0.8, 1.25], "max_rotation": 15.0, "max_translate": 10.0},
     }
 
 

@@ -10,6 +10,7 @@ naming the likely cause.
 
 from __future__ import annotations
 
+import copy
 import json
 import os
 import time
@@ -19,6 +20,7 @@ from typing import Any
 
 import click
 
+from ..engine.config import CPU_RECIPE
 from . import BuposeError
 
 __all__ = [
@@ -46,25 +48,14 @@ DEMO_SETTINGS: dict[str, Any] = {
     "goal_ap": 0.5,
     "test_options": {"match_hmp": True},
     "train": {
+        **copy.deepcopy(CPU_RECIPE),
         "input_size": 128,
         "batch_size": 8,
         "steps": 600,
         "time_limit_s": 1800.0,
-        "optimizer": "adam",
-        "weight_decay": 0.0,
         "lr": 4e-3,
-        "warmup_steps": 30,
-        "lr_schedule": "multistep",
-        "lr_milestones": [0.8],
-        "lr_factor": 0.1,
-        "workers": 0,
         "threads": 0,
-        "ckpt_every": 100,
-        "log_every": 10,
-        "eval_every": 0,
         "head_kwargs": {"offset_channels_per_joint": 8, "offset_blocks": 1, "offset_loss_factor": 0.1},
-        "augment": {"scale_range": [0.8, 1.25], "max_rotation": 15.0, "max_translate": 10.0},
-        "tensorboard": False,
     },
 }
 """What the demo runs; ``run_demo(overrides=...)`` changes any of it (``train`` keys are TrainConfig keys).

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-__all__ = ["ConfigError", "TrainConfig", "apply_overrides", "load_config", "parse_override"]
+__all__ = ["CPU_RECIPE", "ConfigError", "TrainConfig", "apply_overrides", "load_config", "parse_override"]
 
 
 class ConfigError(ValueError):
@@ -27,6 +27,25 @@ class ConfigError(ValueError):
 AMP_CHOICES = ("none", "bf16", "fp16")
 OPTIMIZERS = ("adam", "adamw", "sgd")
 SCHEDULES = ("multistep", "cosine", "constant")
+
+CPU_RECIPE: dict[str, Any] = {
+    "optimizer": "adam",
+    "weight_decay": 0.0,
+    "warmup_steps": 30,
+    "lr_schedule": "multistep",
+    "lr_milestones": [0.8],
+    "lr_factor": 0.1,
+    "workers": 0,
+    "ckpt_every": 100,
+    "log_every": 10,
+    "eval_every": 0,
+    "augment": {"scale_range": [0.8, 1.25], "max_rotation": 15.0, "max_translate": 10.0},
+    "tensorboard": False,
+}
+"""The short CPU training recipe of ``bupose demo`` (with its 600 steps of 8 images at 128 px, Adam
+lr 4e-3), reused by the methods' synthetic-scene training scripts: Adam without weight decay, 30
+warm-up steps, x0.1 after 80 % of the steps, batches made in the training process, the mild
+affine augmentation. TrainConfig keys; copy before changing (``augment`` is a nested dict)."""
 
 
 @dataclass
