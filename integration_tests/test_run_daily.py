@@ -151,8 +151,11 @@ def test_interrupted_run_keeps_done_images_and_resumes(base: dict[str, Path], tm
     _images(folder, [f"im{i:02d}.png" for i in range(N_INTERRUPT)], size=(96, 128))
     out = tmp_path / "out"
     args = ["run", "--weights", str(base["dekr"]), "--input-size", "128", str(folder), "-o", str(out)]
+    # Ctrl-C as at a terminal: a test runner started in the background (`cmd &` in a script) hands its
+    # children SIGINT ignored, and Python then installs no KeyboardInterrupt handler; restore the default.
     proc = subprocess.Popen([sys.executable, "-m", "bupose.core", *args], env=ENV, text=True,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     _wait_lines(out / "results.jsonl", 3, proc)  # the run's header line + 2 images
     proc.send_signal(sig)
     _, err = proc.communicate(timeout=120)
