@@ -97,8 +97,8 @@ at::Tensor dcn_im2col(const at::Tensor& input, const at::Tensor& offset, const a
 // (B, 2*OG*K, HO, WO) and mask as in dcn_im2col -> (B, L, K, C). Every value is the same expression
 // as dcn_im2col's (the same bilinear weights, corners summed in the same order; a corner outside
 // the map adds w * 0 with w = 0 instead of being skipped), but the channels of one sampling point
-// are one contiguous run, which the compiler vectorises, and the columns feed a (B*L, K*C) x
-// (K*C, O) product whose result is already channels-last.
+// are one contiguous run, which the compiler vectorises; the caller multiplies the (O, K*C) weights
+// by these columns read transposed (functions.py, _deform_conv2d_nhwc) for a (B, O, L) output.
 at::Tensor dcn_im2col_nhwc(const at::Tensor& input, const at::Tensor& offset, const at::Tensor& mask, int64_t kh,
                            int64_t kw, int64_t sh, int64_t sw, int64_t ph, int64_t pw, int64_t dh, int64_t dw) {
   TORCH_CHECK(input.device().is_cpu() && input.dim() == 4, "bupose cpp op: input must be a 4-d CPU tensor");
